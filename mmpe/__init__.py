@@ -1,0 +1,5 @@
+"""mmpe: positional encodings for ViT and Swin backbones in MMDetection and MMSegmentation."""
+from . import pos_embed  # noqa: F401
+from . import models  # noqa: F401
+
+__version__ = '0.1.0'

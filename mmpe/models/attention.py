@@ -1,0 +1,58 @@
+"""Multi-head self-attention whose positional encoding is an ``AttentionPosEmbed``."""
+from typing import Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..pos_embed import AttentionPosEmbed
+
+HW = Tuple[int, int]
+
+
+class PosAttention(nn.Module):
+    """Self-attention over tokens (B, P + H*W, C) through scaled_dot_product_attention.
+
+    The encoding (``pos_embed``: RoPE, RPB or None) rotates q and k and/or adds a bias; the
+    layer never needs to know which. Submodule names (``qkv``, ``proj``) match timm's ViT
+    attention and mmdet's Swin ``WindowMSA``.
+
+    Args:
+        embed_dims: C.  num_heads: h (C % h == 0).  qkv_bias: bias of the qkv projection.
+        qk_scale: logit scale (default head_dim ** -0.5).  attn_drop, proj_drop: dropout rates.
+        pos_embed: the encoding of this layer, or None.
+    """
+
+    def __init__(self, embed_dims: int, num_heads: int, qkv_bias: bool = True, qk_scale: Optional[float] = None,
+                 attn_drop: float = 0.0, proj_drop: float = 0.0, pos_embed: Optional[AttentionPosEmbed] = None):
+        super().__init__()
+        if embed_dims % num_heads:
+            raise ValueError(f'embed_dims={embed_dims} must be divisible by num_heads={num_heads}')
+        self.num_heads = num_heads
+        self.head_dim = embed_dims // num_heads
+        self.scale = qk_scale or self.head_dim ** -0.5
+        self.qkv = nn.Linear(embed_dims, embed_dims * 3, bias=qkv_bias)
+        self.attn_drop = attn_drop
+        self.proj = nn.Linear(embed_dims, embed_dims)
+        self.proj_drop = nn.Dropout(proj_drop)
+        self.pos_embed = pos_embed
+
+    def forward(self, x: torch.Tensor, hw: HW, num_prefix_tokens: int = 0,
+                mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """x (B, P + H*W, C) -> (B, P + H*W, C).
+
+        hw: the (H, W) grid of the non-prefix tokens (a window for window attention).
+        mask: optional additive mask broadcastable to (B, h, N, N), e.g. Swin's shift mask.
+        """
+        b, n, c = x.shape
+        qkv = self.qkv(x).reshape(b, n, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        if self.pos_embed is not None:
+            q, k = self.pos_embed.rotate(qkv[:2], hw, num_prefix_tokens).unbind(0)
+            bias = self.pos_embed.bias(hw)
+            if bias is not None:
+                mask = bias.to(x.dtype) if mask is None else mask + bias.to(x.dtype)
+        else:
+            q, k = qkv[0], qkv[1]
+        x = F.scaled_dot_product_attention(q, k, qkv[2], attn_mask=mask, scale=self.scale,
+                                           dropout_p=self.attn_drop if self.training else 0.0)
+        return self.proj_drop(self.proj(x.transpose(1, 2).reshape(b, n, c)))

@@ -1,0 +1,93 @@
+"""One builder from a config dict to the modules a backbone needs."""
+from typing import Optional, Tuple
+
+from torch import nn
+
+from .absolute import LearnedPosEmbed, LOOPEPosEmbed, SinCosPosEmbed
+from .rope import RoPEAxial, RoPEMixed
+from .rpb import RelativePositionBias
+
+# Accepted parameters of each encoding type, with their defaults.
+ENCODINGS = {
+    'ape': dict(embed_prefix=False),
+    'sincos': dict(),
+    'rope_axial': dict(theta=None, with_ape=False, embed_prefix=False),
+    'rope_mixed': dict(theta=10.0, with_ape=False, embed_prefix=False),
+    'loope': dict(context='conv'),
+    'rpb': dict(),
+    'none': dict(),
+}
+LOOPE_CONTEXTS = ('conv', 'mlp')
+ROLES = ('token', 'attention')
+
+
+def _fmt(values) -> str:
+    return ', '.join(repr(v) for v in values)
+
+
+def parse_pos_embed_cfg(cfg: dict) -> Tuple[str, dict]:
+    """Validate ``cfg`` and return (type, parameters with defaults filled in).
+
+    Raises ValueError naming the bad parameter and what is accepted.
+    """
+    if not isinstance(cfg, dict) or 'type' not in cfg:
+        raise ValueError(f"pos_embed must be a dict with a 'type' key, one of {_fmt(ENCODINGS)}; got {cfg!r}")
+    params = dict(cfg)
+    kind = params.pop('type')
+    if kind not in ENCODINGS:
+        raise ValueError(f'pos_embed type={kind!r} is not supported; accepted types: {_fmt(ENCODINGS)}')
+    unknown = sorted(set(params) - set(ENCODINGS[kind]))
+    if unknown:
+        accepted = _fmt(ENCODINGS[kind]) if ENCODINGS[kind] else 'none'
+        raise ValueError(f'pos_embed type={kind!r} got unknown parameter(s) {_fmt(unknown)}; accepted: {accepted}')
+    params = {**ENCODINGS[kind], **params}
+    theta = params.get('theta')
+    if theta is not None and not (isinstance(theta, (int, float)) and theta > 0):
+        raise ValueError(f'pos_embed theta must be a positive number, got {theta!r}')
+    if kind == 'loope' and params['context'] not in LOOPE_CONTEXTS:
+        raise ValueError(f"pos_embed context={params['context']!r} is not supported; "
+                         f'accepted: {_fmt(LOOPE_CONTEXTS)}')
+    return kind, params
+
+
+def build_pos_embed(cfg: dict, role: str, *, embed_dims: Optional[int] = None, grid_size=None,
+                    patch_size: Optional[int] = None, in_channels: int = 3, num_prefix_tokens: int = 0,
+                    num_heads: Optional[int] = None, head_dim: Optional[int] = None, window_size=None,
+                    axial_theta: float = 100.0) -> Optional[nn.Module]:
+    """Build the part of encoding ``cfg`` (e.g. ``dict(type='rope_mixed', with_ape=True)``)
+    that acts in ``role``; None when the encoding has no part there.
+
+    role='token': an additive ``TokenPosEmbed`` (APE, sin-cos, LOOPE, or the APE of a
+        ``with_ape`` RoPE). Context: embed_dims, grid_size (reference patch grid),
+        patch_size and in_channels (LOOPE), num_prefix_tokens.
+    role='attention': an ``AttentionPosEmbed`` for one attention layer (RoPE, RPB).
+        Context: num_heads, head_dim, window_size (RPB; the window the layer attends in),
+        axial_theta (the backbone's default RoPE-Axial theta: 100 for ViT, 50 for Swin).
+    """
+    kind, p = parse_pos_embed_cfg(cfg)
+    if role == 'token':
+        if kind == 'ape' or (kind.startswith('rope') and p['with_ape']):
+            return LearnedPosEmbed(embed_dims, grid_size, num_prefix_tokens, p['embed_prefix'])
+        if kind == 'sincos':
+            if embed_dims % 4:
+                raise ValueError(f'sincos needs embed_dims divisible by 4, got {embed_dims}')
+            return SinCosPosEmbed(embed_dims, num_prefix_tokens)
+        if kind == 'loope':
+            if embed_dims % 2:
+                raise ValueError(f'loope needs an even embed_dims, got {embed_dims}')
+            return LOOPEPosEmbed(embed_dims, patch_size, in_channels, num_prefix_tokens, p['context'], grid_size)
+        return None
+    if role == 'attention':
+        if kind.startswith('rope') and head_dim % 4:
+            raise ValueError(f'{kind} needs a head dimension divisible by 4, got head_dim={head_dim}')
+        if kind == 'rope_axial':
+            return RoPEAxial(head_dim, p['theta'] if p['theta'] is not None else axial_theta)
+        if kind == 'rope_mixed':
+            return RoPEMixed(num_heads, head_dim, p['theta'])
+        if kind == 'rpb':
+            if window_size is None:
+                raise ValueError("pos_embed type='rpb' needs window attention (a Swin backbone); "
+                                 "for global attention use 'ape', 'sincos', 'rope_axial', 'rope_mixed' or 'loope'")
+            return RelativePositionBias(window_size, num_heads)
+        return None
+    raise ValueError(f'build_pos_embed role={role!r} is not supported; accepted: {_fmt(ROLES)}')

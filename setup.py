@@ -1,0 +1,30 @@
+from setuptools import find_packages, setup
+
+setup(
+    name='mmpe',
+    version='0.1.0',
+    description='Positional encodings (RoPE-Mixed, RoPE-Axial, LOOPE, APE, sin-cos, RPB) for '
+                'ViT and Swin backbones in MMDetection and MMSegmentation',
+    long_description=open('README.md', encoding='utf-8').read(),
+    long_description_content_type='text/markdown',
+    packages=find_packages(include=['mmpe', 'mmpe.*']),
+    python_requires='>=3.9',
+    # Versions that work together (tested: Python 3.11, torch 2.14.1, torchvision 0.29.1).
+    # mmcv 2.1.0 is the newest mmcv that mmdet 3.3.0 and mmseg 1.2.2 accept; it has no wheels
+    # for current torch: tools/setup_env.sh builds it from source with its compiled ops.
+    install_requires=[
+        'torch>=2.1',
+        'torchvision',
+        'mmengine==0.10.7',
+        'mmcv==2.1.0',
+        'mmdet==3.3.0',
+        'mmsegmentation==1.2.2',
+        'timm>=1.0.20',
+        # mmengine resolves mmdet::/mmseg:: configs through pkg_resources (gone in setuptools 81).
+        'setuptools>=77,<81',
+        # imported by mmseg without being declared.
+        'ftfy',
+        'regex',
+    ],
+    extras_require={'tests': ['pytest']},
+)
