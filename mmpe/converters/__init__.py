@@ -1,0 +1,1 @@
+"""Checkpoint converters from timm / Microsoft / RoPE-ViT layouts to mmpe backbones."""
