@@ -1,5 +1,8 @@
 """mmpe: positional encodings for ViT and Swin backbones in MMDetection and MMSegmentation."""
-from . import pos_embed  # noqa: F401
-from . import models  # noqa: F401
+from . import compat
+compat.apply()
+
+from . import pos_embed  # noqa: F401,E402
+from . import models  # noqa: F401,E402
 
 __version__ = '0.1.0'
