@@ -1,0 +1,45 @@
+# DINO 4-scale, Swin-T with its relative position bias (RPB), COCO, 12 epochs.
+# The baseline of the Swin encoding comparison; the other Swin-T configs inherit from it.
+# ImageNet weights: Microsoft swin_tiny_patch4_window7_224.pth (Microsoft layout, converted on
+# load by convert_weights=True). Set `pretrained` to your local copy; nothing is downloaded.
+_base_ = 'mmdet::dino/dino-4scale_r50_8xb2-12e_coco.py'
+custom_imports = dict(imports=['mmpe'], allow_failed_imports=False)
+
+pretrained = 'checkpoints/swin_tiny_patch4_window7_224.pth'
+model = dict(
+    backbone=dict(
+        _delete_=True,
+        type='PESwinTransformer',
+        pos_embed=dict(type='rpb'),
+        embed_dims=96,
+        depths=[2, 2, 6, 2],
+        num_heads=[3, 6, 12, 24],
+        window_size=7,
+        mlp_ratio=4,
+        qkv_bias=True,
+        qk_scale=None,
+        drop_rate=0.0,
+        attn_drop_rate=0.0,
+        drop_path_rate=0.2,
+        patch_norm=True,
+        out_indices=(1, 2, 3),
+        with_cp=False,
+        convert_weights=True,
+        init_cfg=dict(type='Pretrained', checkpoint=pretrained)),
+    neck=dict(in_channels=[192, 384, 768]))
+
+# No weight decay for positional encodings (every mmpe encoding parameter lives under a
+# module named 'pos_embed': RoPE frequencies, APE/LOOPE tables, RPB tables) and norms; the
+# backbone keeps DINO's 0.1 learning-rate multiplier. The longest matching key wins.
+backbone_no_decay = dict(lr_mult=0.1, decay_mult=0.0)
+optim_wrapper = dict(
+    paramwise_cfg=dict(
+        custom_keys={
+            'backbone': dict(lr_mult=0.1),
+            'pos_embed': backbone_no_decay,
+            'backbone.norm': backbone_no_decay,
+            'norm1': backbone_no_decay,
+            'norm2': backbone_no_decay,
+            'patch_embed.norm': backbone_no_decay,
+            'downsample.norm': backbone_no_decay,
+        }))

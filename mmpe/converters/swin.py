@@ -1,0 +1,125 @@
+"""Swin checkpoints -> ``PESwinTransformer`` (mmdet's Swin layout).
+
+- mmdet/mmseg Swin checkpoints already have the layout: ``extract_state_dict`` only picks the
+  state dict and strips 'module.' / 'backbone.' prefixes.
+- Microsoft layout (official Swin; ``convert_weights=True`` in mmdet): mmdet's own
+  ``swin_converter`` renames the keys and reorders the patch-merging channels.
+- The RoPE-ViT authors' Swin RoPE checkpoints (``swin_rope_{axial,mixed}_{tiny,small,base}_
+  patch4_window7_224``) are the Microsoft layout without RPB tables plus, per block,
+  ``layers.{i}.blocks.{j}.attn.rope_freqs`` (2, heads, head_dim/2) = [fx, fy] and the derived
+  buffers ``attn.rope_t_x``, ``attn.rope_t_y`` (window-local column / row of each token) and
+  ``attn_mask``. Their RoPE is ours: pair p of a head rotates by fx[p] * x + fy[p] * y with
+  window-local x, y. RoPE-Mixed frequencies become ``...attn.w_msa.pos_embed.freqs``.
+  RoPE-Axial frequencies are a fixed buffer, fx = [mag, mag cos(pi/2)], fy = [0, mag] with
+  mag_k = theta^(-4k/d), i.e. exactly our RoPE-Axial (x block first, then y block; the
+  authors' cos(pi/2) is -4.4e-8 in float32): they are checked and dropped.
+"""
+import re
+from collections import OrderedDict
+from typing import Dict
+
+import torch
+import torch.nn.functional as F
+
+from ..pos_embed import axial_magnitudes, grid_coords, parse_pos_embed_cfg
+
+# Default RoPE-Axial theta of Swin (the RoPE-ViT authors' Swin configs use 50).
+SWIN_AXIAL_THETA = 50.0
+
+_ROPE_FREQS = re.compile(r'^layers\.(\d+)\.blocks\.(\d+)\.attn\.rope_freqs$')
+_ROPE_COORDS = re.compile(r'^layers\.\d+\.blocks\.\d+\.attn\.rope_t_([xy])$')
+_ATTN_MASK = re.compile(r'^layers\.\d+\.blocks\.\d+\.attn_mask$')
+# The classifier's head and final norm have no counterpart in the backbone (mmdet ignores them too).
+_CLASSIFIER = re.compile(r'^(head|norm)\.')
+
+
+def extract_state_dict(checkpoint: dict) -> Dict[str, torch.Tensor]:
+    """The backbone state dict of a checkpoint: its 'state_dict' or 'model' entry (or the
+    checkpoint itself), without a 'module.' prefix; when keys start with 'backbone.' (a
+    detector or segmentor checkpoint), only those, without the prefix."""
+    state_dict = checkpoint.get('state_dict', checkpoint.get('model', checkpoint))
+    if all(k.startswith('module.') for k in state_dict):
+        state_dict = {k[len('module.'):]: v for k, v in state_dict.items()}
+    if any(k.startswith('backbone.') for k in state_dict):
+        state_dict = {k[len('backbone.'):]: v for k, v in state_dict.items() if k.startswith('backbone.')}
+    return OrderedDict(state_dict)
+
+
+def axial_as_mixed_freqs(num_heads: int, head_dim: int, theta: float) -> torch.Tensor:
+    """RoPE-Axial written as RoPE-Mixed frequencies (2, heads, d/2): fx = [mag, 0], fy = [0, mag]."""
+    mag = axial_magnitudes(head_dim, theta)
+    zeros = torch.zeros_like(mag)
+    return torch.stack([torch.cat([mag, zeros]), torch.cat([zeros, mag])])[:, None].expand(-1, num_heads, -1)
+
+
+def _check_window_coords(key: str, value: torch.Tensor, axis: str) -> None:
+    """The authors' rope_t_x / rope_t_y must be the window-local column / row of each token."""
+    window = int(round(value.numel() ** 0.5))
+    x, y = grid_coords((window, window))
+    if window * window != value.numel() or not torch.equal(value.float().flatten(), x if axis == 'x' else y):
+        raise ValueError(f'{key}: expected the window-local {axis} coordinates of a {window}x{window} window '
+                         f'(token n: x = n % {window}, y = n // {window}); this checkpoint uses other coordinates')
+
+
+def convert_microsoft_swin(state_dict: Dict[str, torch.Tensor],
+                           pos_embed: dict = dict(type='rpb')) -> Dict[str, torch.Tensor]:
+    """Microsoft-layout Swin state dict (official or RoPE-ViT authors' Swin RoPE) ->
+    ``PESwinTransformer`` keys for the encoding ``pos_embed``.
+
+    Args:
+        state_dict: the checkpoint's model state dict (``checkpoint['model']``).
+        pos_embed: the target model's encoding config. RoPE frequencies in the checkpoint
+            need 'rope_mixed' (they become ``freqs``) or 'rope_axial' (they must equal
+            RoPE-Axial with the config's theta, default ``SWIN_AXIAL_THETA``; then they are
+            dropped). With 'ape', ``absolute_pos_embed`` becomes ``token_pos_embed.pos_embed``.
+    Raises ValueError when the checkpoint does not fit the target encoding.
+    """
+    from mmdet.models.backbones.swin import swin_converter
+    kind, params = parse_pos_embed_cfg(pos_embed)
+    axial_theta = params['theta'] if kind == 'rope_axial' and params['theta'] is not None else SWIN_AXIAL_THETA
+    rest, rope_freqs = OrderedDict(), {}
+    for key, value in state_dict.items():
+        freqs, coords = _ROPE_FREQS.match(key), _ROPE_COORDS.match(key)
+        if freqs:
+            rope_freqs[f'stages.{freqs[1]}.blocks.{freqs[2]}.attn.w_msa.pos_embed.freqs'] = value
+        elif coords:
+            _check_window_coords(key, value, coords[1])
+        elif not (_ATTN_MASK.match(key) or _CLASSIFIER.match(key)):
+            rest[key] = value
+    converted = OrderedDict((k[len('backbone.'):], v) for k, v in swin_converter(rest).items())
+    if 'absolute_pos_embed' in converted and (kind == 'ape' or params.get('with_ape')):
+        converted['token_pos_embed.pos_embed'] = converted.pop('absolute_pos_embed')
+    if rope_freqs and kind not in ('rope_mixed', 'rope_axial'):
+        raise ValueError(f"this checkpoint holds RoPE frequencies (attn.rope_freqs); convert it for pos_embed "
+                         f"type 'rope_mixed' or 'rope_axial', not {kind!r}")
+    for key, freqs in rope_freqs.items():
+        if kind == 'rope_mixed':
+            converted[key] = freqs
+            continue
+        axial = axial_as_mixed_freqs(freqs.shape[1], 2 * freqs.shape[2], axial_theta)
+        if freqs.shape != axial.shape or not torch.allclose(freqs.float(), axial, rtol=1e-5, atol=1e-6):
+            raise ValueError(f"{key}: these RoPE frequencies are not RoPE-Axial with theta={axial_theta} "
+                             f"(fx = [mag, 0], fy = [0, mag]); for learned frequencies use pos_embed "
+                             f"type 'rope_mixed', otherwise set the matching theta")
+    return converted
+
+
+def resize_rpb_tables(state_dict: Dict[str, torch.Tensor],
+                      reference: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+    """Resize relative position bias tables of another window size to the model's (bicubic,
+    as mmdet), taking the model's own ``relative_position_index``. ``reference``: the model's
+    state dict. Returns a new dict; tables of the right size are left as they are."""
+    state_dict = OrderedDict(state_dict)
+    for key, table in list(state_dict.items()):
+        if not key.endswith('relative_position_bias_table') or key not in reference:
+            continue
+        target = reference[key]
+        if table.shape == target.shape or table.shape[1] != target.shape[1]:
+            continue  # same size, or another number of heads: load_state_dict reports it
+        src, dst = int(round(table.shape[0] ** 0.5)), int(round(target.shape[0] ** 0.5))
+        grid = table.float().T.reshape(1, -1, src, src)
+        resized = F.interpolate(grid, size=(dst, dst), mode='bicubic', align_corners=False)
+        state_dict[key] = resized.reshape(table.shape[1], -1).T.to(table.dtype).contiguous()
+        index_key = key.replace('relative_position_bias_table', 'relative_position_index')
+        state_dict[index_key] = reference[index_key]
+    return state_dict

@@ -1,0 +1,396 @@
+"""Swin Transformer backbone for MMDetection / MMSegmentation whose positional encoding is one
+config key: ``pos_embed=dict(type='rpb' | 'rope_axial' | 'rope_mixed' | 'ape' | 'sincos' |
+'loope' | 'none', ...)``.
+
+The module tree mirrors mmdet's ``SwinTransformer`` (``patch_embed``, ``stages.{i}.blocks.{j}``
+with ``norm1``, ``attn.w_msa.{qkv, proj}``, ``norm2``, ``ffn``, ``stages.{i}.downsample``,
+``norm{i}``), so with 'rpb' every mmdet/mmseg Swin checkpoint and config works unchanged and
+the outputs are the same. The one difference in the module tree: the relative position bias
+lives at ``attn.w_msa.pos_embed.relative_position_*`` (the attention's encoding slot), while
+mmdet stores it at ``attn.w_msa.relative_position_*``; a state-dict hook and a load pre-hook
+of ``PESwinTransformer`` translate between the two, so state dicts have exactly mmdet's keys.
+"""
+import re
+from functools import lru_cache
+from typing import Dict, Optional, Sequence, Tuple
+
+import torch
+import torch.nn.functional as F
+import torch.utils.checkpoint as cp
+from mmcv.cnn import build_norm_layer
+from mmcv.cnn.bricks.transformer import FFN, PatchEmbed, PatchMerging, build_dropout
+from mmengine.logging import MMLogger
+from mmengine.model import BaseModule, ModuleList
+from mmengine.model.weight_init import constant_init, trunc_normal_init
+from mmengine.runner.checkpoint import CheckpointLoader
+from mmengine.utils import to_2tuple
+from torch import nn
+
+from ..converters.swin import SWIN_AXIAL_THETA, convert_microsoft_swin, extract_state_dict, resize_rpb_tables
+from ..pos_embed import AttentionPosEmbed, build_pos_embed, parse_pos_embed_cfg
+from ..registry import register_model
+from .attention import PosAttention
+
+HW = Tuple[int, int]
+
+# Our key of the relative position bias <-> mmdet's key (see the module docstring).
+_OURS_RPB = re.compile(r'(\.w_msa\.)pos_embed\.(relative_position_(?:bias_table|index))$')
+_MMDET_RPB = re.compile(r'(\.w_msa\.)(relative_position_(?:bias_table|index))$')
+
+
+@lru_cache(maxsize=32)
+def shift_window_mask(hw_pad: HW, window: int, shift: int, device: torch.device,
+                      dtype: torch.dtype) -> torch.Tensor:
+    """(nW, window**2, window**2) additive mask of shifted-window attention, as mmdet's
+    ``ShiftWindowMSA``: after a cyclic shift by ``shift``, tokens of a window that come from
+    different regions of the padded (H, W) map get -100, the others 0. Windows in row-major
+    order. Cached per (grid, window, shift, device, dtype); treat as read-only."""
+    def region(size: int) -> torch.Tensor:  # 0, 1, 2: before the last window, in it, in the shift
+        idx = torch.arange(size)
+        return (idx >= size - window).long() + (idx >= size - shift).long()
+
+    h, w = hw_pad
+    ids = region(h)[:, None] * 3 + region(w)[None, :]  # (H, W) region id
+    ids = ids.view(h // window, window, w // window, window).transpose(1, 2).reshape(-1, window * window)
+    mask = torch.zeros(ids.shape[0], window * window, window * window)
+    mask.masked_fill_(ids[:, None, :] != ids[:, :, None], -100.0)
+    return mask.to(device=device, dtype=dtype)
+
+
+def window_partition(x: torch.Tensor, window: int) -> torch.Tensor:
+    """(B, H, W, C) with H, W multiples of ``window`` -> (B * nW, window**2, C), windows row-major."""
+    b, h, w, c = x.shape
+    x = x.view(b, h // window, window, w // window, window, c)
+    return x.transpose(2, 3).reshape(-1, window * window, c)
+
+
+def window_reverse(windows: torch.Tensor, hw: HW, window: int) -> torch.Tensor:
+    """Inverse of ``window_partition``: (B * nW, window**2, C) -> (B, H, W, C)."""
+    h, w = hw
+    c = windows.shape[-1]
+    x = windows.view(-1, h // window, w // window, window, window, c)
+    return x.transpose(2, 3).reshape(-1, h, w, c)
+
+
+class ShiftWindowAttention(BaseModule):
+    """(Shifted-)window multi-head self-attention, with mmdet ``ShiftWindowMSA`` semantics:
+    pad the map to multiples of the window (padded tokens take part, as in mmdet), cyclic
+    shift, attend inside windows, undo both; drop path on the output.
+
+    The encoding (``pos_embed``) sees window-local coordinates (0 .. window-1), which for
+    RoPE is exact for every pair the shift mask leaves unmasked. The shift mask is passed
+    only in shifted blocks; with no bias either, attention gets no mask at all.
+
+    Args:
+        embed_dims, num_heads, qkv_bias, qk_scale: of the attention (``PosAttention``).
+        window_size: window side. shift_size: cyclic shift (0 or window_size // 2).
+        attn_drop_rate, proj_drop_rate, drop_path_rate: dropout rates.
+        pos_embed: the ``AttentionPosEmbed`` of this block (RPB, RoPE) or None.
+    """
+
+    def __init__(self, embed_dims: int, num_heads: int, window_size: int, shift_size: int = 0,
+                 qkv_bias: bool = True, qk_scale: Optional[float] = None, attn_drop_rate: float = 0.0,
+                 proj_drop_rate: float = 0.0, drop_path_rate: float = 0.0,
+                 pos_embed: Optional[AttentionPosEmbed] = None):
+        super().__init__()
+        self.window_size = window_size
+        self.shift_size = shift_size
+        self.w_msa = PosAttention(embed_dims, num_heads, qkv_bias, qk_scale, attn_drop_rate, proj_drop_rate,
+                                  pos_embed)
+        self.drop = build_dropout(dict(type='DropPath', drop_prob=drop_path_rate))
+
+    def forward(self, x: torch.Tensor, hw: HW) -> torch.Tensor:
+        """x (B, H*W, C) -> (B, H*W, C)."""
+        b, _, c = x.shape
+        h, w = hw
+        ws, shift = self.window_size, self.shift_size
+        x = x.view(b, h, w, c)
+        pad_b, pad_r = (-h) % ws, (-w) % ws
+        if pad_b or pad_r:
+            x = F.pad(x, (0, 0, 0, pad_r, 0, pad_b))
+        hw_pad = (h + pad_b, w + pad_r)
+        mask = None
+        if shift:
+            x = torch.roll(x, shifts=(-shift, -shift), dims=(1, 2))
+            mask = shift_window_mask(hw_pad, ws, shift, x.device, x.dtype)  # (nW, N, N)
+            mask = mask.unsqueeze(0).expand(b, -1, -1, -1).reshape(-1, 1, ws * ws, ws * ws)
+        x = self.w_msa(window_partition(x, ws), (ws, ws), mask=mask)
+        x = window_reverse(x, hw_pad, ws)
+        if shift:
+            x = torch.roll(x, shifts=(shift, shift), dims=(1, 2))
+        if pad_b or pad_r:
+            x = x[:, :h, :w]
+        return self.drop(x.reshape(b, h * w, c))
+
+
+class PESwinBlock(BaseModule):
+    """Pre-norm Swin block: x + attn(norm1(x)), then x + ffn(norm2(x)) (mmcv ``FFN``)."""
+
+    def __init__(self, embed_dims: int, num_heads: int, feedforward_channels: int, window_size: int = 7,
+                 shift: bool = False, qkv_bias: bool = True, qk_scale: Optional[float] = None,
+                 drop_rate: float = 0.0, attn_drop_rate: float = 0.0, drop_path_rate: float = 0.0,
+                 act_cfg: dict = dict(type='GELU'), norm_cfg: dict = dict(type='LN'), with_cp: bool = False,
+                 pos_embed: Optional[AttentionPosEmbed] = None):
+        super().__init__()
+        self.with_cp = with_cp
+        self.norm1 = build_norm_layer(norm_cfg, embed_dims)[1]
+        self.attn = ShiftWindowAttention(embed_dims, num_heads, window_size, window_size // 2 if shift else 0,
+                                         qkv_bias, qk_scale, attn_drop_rate, drop_rate, drop_path_rate, pos_embed)
+        self.norm2 = build_norm_layer(norm_cfg, embed_dims)[1]
+        self.ffn = FFN(embed_dims=embed_dims, feedforward_channels=feedforward_channels, num_fcs=2,
+                       ffn_drop=drop_rate, dropout_layer=dict(type='DropPath', drop_prob=drop_path_rate),
+                       act_cfg=act_cfg, add_identity=True)
+
+    def _inner_forward(self, x: torch.Tensor, hw: HW) -> torch.Tensor:
+        x = x + self.attn(self.norm1(x), hw)
+        return self.ffn(self.norm2(x), identity=x)
+
+    def forward(self, x: torch.Tensor, hw: HW) -> torch.Tensor:
+        """x (B, H*W, C) -> (B, H*W, C)."""
+        if self.with_cp and x.requires_grad:
+            return cp.checkpoint(self._inner_forward, x, hw, use_reentrant=False)
+        return self._inner_forward(x, hw)
+
+
+class PESwinStage(BaseModule):
+    """One stage: ``depth`` blocks alternating plain and shifted windows, then the optional
+    ``downsample`` (mmcv ``PatchMerging``). ``attn_pos_embeds``: one encoding (or None) per block."""
+
+    def __init__(self, embed_dims: int, num_heads: int, feedforward_channels: int, depth: int, window_size: int,
+                 qkv_bias: bool, qk_scale: Optional[float], drop_rate: float, attn_drop_rate: float,
+                 drop_path_rates: Sequence[float], downsample: Optional[nn.Module], act_cfg: dict, norm_cfg: dict,
+                 with_cp: bool, attn_pos_embeds: Sequence[Optional[AttentionPosEmbed]]):
+        super().__init__()
+        self.blocks = ModuleList([
+            PESwinBlock(embed_dims, num_heads, feedforward_channels, window_size, i % 2 == 1, qkv_bias, qk_scale,
+                        drop_rate, attn_drop_rate, drop_path_rates[i], act_cfg, norm_cfg, with_cp,
+                        attn_pos_embeds[i])
+            for i in range(depth)])
+        self.downsample = downsample
+
+    def forward(self, x: torch.Tensor, hw: HW):
+        """x (B, H*W, C) -> (downsampled x, its hw, stage output x, hw)."""
+        for block in self.blocks:
+            x = block(x, hw)
+        if self.downsample is None:
+            return x, hw, x, hw
+        x_down, hw_down = self.downsample(x, hw)
+        return x_down, hw_down, x, hw
+
+
+def _rename_keys(state_dict: Dict[str, torch.Tensor], prefix: str, pattern: re.Pattern, repl: str) -> None:
+    """Rename, in place and keeping the order, the keys under ``prefix`` that match ``pattern``."""
+    if not any(k.startswith(prefix) and pattern.search(k) for k in state_dict):
+        return
+    items = list(state_dict.items())
+    state_dict.clear()
+    for key, value in items:
+        state_dict[pattern.sub(repl, key) if key.startswith(prefix) else key] = value
+
+
+@register_model
+class PESwinTransformer(BaseModule):
+    """Swin Transformer (Liu et al., 2021) with a configurable positional encoding.
+
+    Takes mmdet's ``SwinTransformer`` arguments (same meaning and defaults) plus ``pos_embed``:
+
+    - 'rpb' (default): Swin's relative position bias; a drop-in for mmdet/mmseg Swin.
+    - 'rope_axial' (theta 50 unless given) / 'rope_mixed' (theta 10): RoPE of q and k in
+      window-local coordinates, no bias; ``with_ape=True`` adds a learned APE.
+    - 'ape' (learned, resized bicubically from the ``pretrain_img_size`` grid), 'sincos',
+      'loope': additive encodings after the patch embedding (``token_pos_embed``).
+    - 'none'.
+
+    Input (B, in_channels, H, W), any H and W: the patch embedding and each stage pad as in
+    mmdet. Output: tuple of (B, embed_dims * 2**i, ceil(H / s_i), ceil(W / s_i)) maps for i in
+    ``out_indices``, s_i the stride of stage i.
+
+    ``init_cfg=dict(type='Pretrained', checkpoint=...)`` loads mmdet/mmseg Swin checkpoints as
+    they are (full detector/segmentor checkpoints too: their 'backbone.' keys are used), and
+    with ``convert_weights=True`` Microsoft-layout checkpoints: official Swin, and the RoPE-ViT
+    authors' Swin RoPE checkpoints (``mmpe.converters.convert_microsoft_swin``).
+    ``use_abs_pos_embed`` exists only so that mmdet/mmseg configs work; it must be False
+    (use ``pos_embed=dict(type='ape')``).
+    """
+
+    def __init__(self, pretrain_img_size=224, in_channels: int = 3, embed_dims: int = 96, patch_size: int = 4,
+                 window_size: int = 7, mlp_ratio: float = 4, depths: Sequence[int] = (2, 2, 6, 2),
+                 num_heads: Sequence[int] = (3, 6, 12, 24), strides: Sequence[int] = (4, 2, 2, 2),
+                 out_indices: Sequence[int] = (0, 1, 2, 3), qkv_bias: bool = True, qk_scale: Optional[float] = None,
+                 patch_norm: bool = True, drop_rate: float = 0.0, attn_drop_rate: float = 0.0,
+                 drop_path_rate: float = 0.1, use_abs_pos_embed: bool = False, act_cfg: dict = dict(type='GELU'),
+                 norm_cfg: dict = dict(type='LN'), with_cp: bool = False, pretrained: Optional[str] = None,
+                 convert_weights: bool = False, frozen_stages: int = -1, init_cfg: Optional[dict] = None,
+                 pos_embed: dict = dict(type='rpb')):
+        if pretrained is not None:
+            if init_cfg is not None:
+                raise ValueError('PESwinTransformer: give init_cfg or pretrained (deprecated), not both')
+            init_cfg = dict(type='Pretrained', checkpoint=pretrained)
+        super().__init__(init_cfg=init_cfg)
+        kind, _ = parse_pos_embed_cfg(pos_embed)
+        pretrain_img_size = to_2tuple(pretrain_img_size)
+        num_stages = len(depths)
+        self._check_config(kind, pretrain_img_size, in_channels, embed_dims, patch_size, window_size, depths,
+                           num_heads, strides, out_indices, frozen_stages, use_abs_pos_embed)
+        self.pos_embed_cfg = dict(pos_embed)
+        self.in_channels = in_channels
+        self.patch_size = patch_size
+        self.out_indices = tuple(out_indices)
+        self.frozen_stages = frozen_stages
+        self.convert_weights = convert_weights
+        self.num_features = [embed_dims * 2 ** i for i in range(num_stages)]
+
+        self.patch_embed = PatchEmbed(in_channels=in_channels, embed_dims=embed_dims, conv_type='Conv2d',
+                                      kernel_size=patch_size, stride=strides[0],
+                                      norm_cfg=norm_cfg if patch_norm else None)
+        grid = (pretrain_img_size[0] // patch_size, pretrain_img_size[1] // patch_size)
+        self.token_pos_embed = build_pos_embed(pos_embed, 'token', embed_dims=embed_dims, grid_size=grid,
+                                               patch_size=patch_size, in_channels=in_channels)
+        self.drop_after_pos = nn.Dropout(p=drop_rate)
+
+        dpr = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
+        self.stages = ModuleList()
+        for i in range(num_stages):
+            dims, heads = self.num_features[i], num_heads[i]
+            downsample = PatchMerging(in_channels=dims, out_channels=2 * dims, stride=strides[i + 1],
+                                      norm_cfg=norm_cfg if patch_norm else None) if i < num_stages - 1 else None
+            attn_pos_embeds = [
+                build_pos_embed(pos_embed, 'attention', num_heads=heads, head_dim=dims // heads,
+                                window_size=(window_size, window_size), axial_theta=SWIN_AXIAL_THETA)
+                for _ in range(depths[i])]
+            first = sum(depths[:i])
+            self.stages.append(PESwinStage(
+                dims, heads, int(mlp_ratio * dims), depths[i], window_size, qkv_bias, qk_scale, drop_rate,
+                attn_drop_rate, dpr[first:first + depths[i]], downsample, act_cfg, norm_cfg, with_cp,
+                attn_pos_embeds))
+        for i in self.out_indices:
+            self.add_module(f'norm{i}', build_norm_layer(norm_cfg, self.num_features[i])[1])
+
+        self.register_state_dict_post_hook(self._to_mmdet_keys)
+        self.register_load_state_dict_pre_hook(self._from_mmdet_keys)
+        self._freeze_stages()
+
+    @staticmethod
+    def _check_config(kind, pretrain_img_size, in_channels, embed_dims, patch_size, window_size, depths, num_heads,
+                      strides, out_indices, frozen_stages, use_abs_pos_embed) -> None:
+        num_stages = len(depths)
+        if use_abs_pos_embed:
+            raise ValueError("PESwinTransformer: use_abs_pos_embed=True is not supported; "
+                             "use pos_embed=dict(type='ape') for a learned absolute encoding")
+        if not (isinstance(in_channels, int) and in_channels >= 1):
+            raise ValueError(f'PESwinTransformer: in_channels must be a positive int, got {in_channels!r}')
+        if len(num_heads) != num_stages or len(strides) != num_stages:
+            raise ValueError(f'PESwinTransformer: depths, num_heads and strides need one entry per stage, got '
+                             f'depths={tuple(depths)}, num_heads={tuple(num_heads)}, strides={tuple(strides)}')
+        if strides[0] != patch_size:
+            raise ValueError(f'PESwinTransformer: strides[0] must equal patch_size (non-overlapping patch '
+                             f'embedding), got strides[0]={strides[0]}, patch_size={patch_size}')
+        grid = (pretrain_img_size[0] // patch_size, pretrain_img_size[1] // patch_size)
+        if not (isinstance(window_size, int) and 1 <= window_size <= min(grid)):
+            raise ValueError(f'PESwinTransformer: window_size must be an int from 1 to the pretraining patch grid '
+                             f'{grid[0]}x{grid[1]} (pretrain_img_size={tuple(pretrain_img_size)}, '
+                             f'patch_size={patch_size}), got window_size={window_size!r}')
+        for i, (heads, dims) in enumerate(zip(num_heads, (embed_dims * 2 ** i for i in range(num_stages)))):
+            if dims % heads:
+                raise ValueError(f'PESwinTransformer: stage {i} width embed_dims * 2**{i} = {dims} is not '
+                                 f'divisible by num_heads[{i}]={heads}')
+            if kind.startswith('rope') and (dims // heads) % 4:
+                raise ValueError(f"PESwinTransformer: pos_embed type={kind!r} needs a head dimension divisible by "
+                                 f"4, but stage {i} has embed_dims * 2**{i} / num_heads[{i}] = {dims} / {heads} "
+                                 f"= {dims // heads}; change embed_dims or num_heads")
+        bad = [i for i in out_indices if not 0 <= i < num_stages]
+        if bad:
+            raise ValueError(f'PESwinTransformer: out_indices must be in 0..{num_stages - 1}, got {tuple(out_indices)}')
+        if not -1 <= frozen_stages <= num_stages:
+            raise ValueError(f'PESwinTransformer: frozen_stages must be in -1..{num_stages}, got {frozen_stages}')
+
+    # --- state-dict keys: exactly mmdet's -------------------------------------------------
+    @staticmethod
+    def _to_mmdet_keys(module, state_dict, prefix, local_metadata) -> None:
+        """state_dict hook: ``w_msa.pos_embed.relative_position_*`` -> ``w_msa.relative_position_*``."""
+        _rename_keys(state_dict, prefix, _OURS_RPB, r'\1\2')
+
+    @staticmethod
+    def _from_mmdet_keys(module, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                         error_msgs) -> None:
+        """load_state_dict pre-hook: ``w_msa.relative_position_*`` -> ``w_msa.pos_embed.relative_position_*``."""
+        _rename_keys(state_dict, prefix, _MMDET_RPB, r'\1pos_embed.\2')
+
+    # --- training mode and freezing ------------------------------------------------------
+    def train(self, mode: bool = True):
+        """Set the mode, keeping frozen stages in eval mode."""
+        super().train(mode)
+        self._freeze_stages()
+        return self
+
+    def _freeze_stages(self) -> None:
+        """frozen_stages >= 0 freezes the patch embedding (and token encoding); k >= 1 also
+        stages 0..k-1 and their output norms (mmdet's semantics)."""
+        if self.frozen_stages < 0:
+            return
+        frozen = [self.patch_embed, self.drop_after_pos]
+        if self.token_pos_embed is not None:
+            frozen.append(self.token_pos_embed)
+        for i in range(self.frozen_stages):
+            frozen.append(self.stages[i])
+            if i in self.out_indices:
+                frozen.append(getattr(self, f'norm{i}'))
+        for m in frozen:
+            m.eval()
+            for param in m.parameters():
+                param.requires_grad = False
+
+    # --- weights ------------------------------------------------------------------------------
+    def init_weights(self) -> None:
+        """From scratch (init_cfg None): mmdet's init (Linear trunc-normal 0.02, LayerNorm 1/0),
+        encodings keep their own init. Pretrained: load, convert if ``convert_weights``, resize
+        relative position bias tables to the window, load non-strictly and log what is missing."""
+        logger = MMLogger.get_current_instance()
+        if self.init_cfg is None:
+            logger.warning(f'No pre-trained weights for {type(self).__name__}, training starts from scratch')
+            encodings = set(self.token_pos_embed.modules()) if self.token_pos_embed is not None else set()
+            for m in self.modules():
+                if m in encodings:
+                    continue
+                if isinstance(m, nn.Linear):
+                    trunc_normal_init(m, std=0.02, bias=0.0)
+                elif isinstance(m, nn.LayerNorm):
+                    constant_init(m, 1.0, bias=0.0)
+            return
+        if not (isinstance(self.init_cfg, dict) and self.init_cfg.get('type') == 'Pretrained'
+                and 'checkpoint' in self.init_cfg):
+            raise ValueError(f"{type(self).__name__} init_cfg must be None or dict(type='Pretrained', "
+                             f'checkpoint=...), got {self.init_cfg!r}')
+        checkpoint = CheckpointLoader.load_checkpoint(self.init_cfg['checkpoint'], logger=logger,
+                                                      map_location='cpu')
+        state_dict = extract_state_dict(checkpoint)
+        if self.convert_weights:
+            state_dict = convert_microsoft_swin(state_dict, self.pos_embed_cfg)
+        state_dict = resize_rpb_tables(state_dict, self.state_dict())
+        result = self.load_state_dict(state_dict, strict=False)
+        if result.missing_keys:
+            logger.warning(f'{type(self).__name__}: keys not in the checkpoint: {result.missing_keys}')
+        if result.unexpected_keys:
+            logger.warning(f'{type(self).__name__}: checkpoint keys not used: {result.unexpected_keys}')
+
+    # --- forward ------------------------------------------------------------------------------
+    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+        """x (B, in_channels, H, W) -> tuple of NCHW maps at ``out_indices``."""
+        if x.dim() != 4 or x.shape[1] != self.in_channels:
+            raise ValueError(f'{type(self).__name__} expects images (B, in_channels={self.in_channels}, H, W), '
+                             f'got shape {tuple(x.shape)}')
+        images = x
+        x, hw = self.patch_embed(images)
+        if self.token_pos_embed is not None:
+            pad_b, pad_r = hw[0] * self.patch_size - images.shape[2], hw[1] * self.patch_size - images.shape[3]
+            if pad_b or pad_r:  # the padded images the patch embedding saw (LOOPE's context input)
+                images = F.pad(images, (0, pad_r, 0, pad_b))
+            x = self.token_pos_embed(x, hw, images)
+        x = self.drop_after_pos(x)
+        outs = []
+        for i, stage in enumerate(self.stages):
+            x, hw, out, out_hw = stage(x, hw)
+            if i in self.out_indices:
+                out = getattr(self, f'norm{i}')(out)
+                outs.append(out.view(-1, *out_hw, self.num_features[i]).permute(0, 3, 1, 2).contiguous())
+        return tuple(outs)

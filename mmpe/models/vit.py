@@ -1,0 +1,283 @@
+"""Plain Vision Transformer backbone (ViT / ViTDet) whose positional encoding is one config key."""
+import logging
+import os.path as osp
+from functools import lru_cache
+from typing import Optional, Sequence, Tuple, Union
+
+import torch
+import torch.nn.functional as F
+from mmengine.logging import print_log
+from mmengine.model import BaseModule
+from timm.layers import DropPath, LayerScale, Mlp, PatchEmbed
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+from ..converters.timm_vit import convert_timm_vit, load_state_file, unwrap_state_dict
+from ..pos_embed import LearnedPosEmbed, build_pos_embed, parse_pos_embed_cfg, resize_pos_table
+from ..registry import register_model
+from .attention import PosAttention
+
+HW = Tuple[int, int]
+VIT_ENCODINGS = ('ape', 'sincos', 'rope_axial', 'rope_mixed', 'loope', 'none')
+
+
+@lru_cache(maxsize=32)
+def window_padding_mask(hw: HW, window_size: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """Additive key mask (num_windows, 1, 1, ws*ws): 0 for grid cells, -inf for the padding
+    that rounds the H x W grid up to whole windows (windows in row-major order)."""
+    ws = window_size
+    rows, cols = -(-hw[0] // ws), -(-hw[1] // ws)
+    valid = torch.zeros(rows * ws, cols * ws, dtype=torch.bool, device=device)
+    valid[:hw[0], :hw[1]] = True
+    valid = valid.view(rows, ws, cols, ws).transpose(1, 2).reshape(rows * cols, 1, 1, ws * ws)
+    return torch.zeros(valid.shape, dtype=dtype, device=device).masked_fill(~valid, float('-inf'))
+
+
+class PEViTBlock(nn.Module):
+    """Pre-norm transformer block: x + LS1(Attn(LN1(x))), then x + LS2(MLP(LN2(x))).
+
+    Global attention sees all P + H*W tokens. With ``window_size`` > 0 (ViTDet) the grid is
+    padded to whole windows, each window attends inside itself (padding masked out, RoPE
+    with window-local coordinates: scores depend only on offsets, so they equal global
+    coordinates), and the result is cropped back; prefix tokens (CLS) skip the attention of
+    such a block (its residual leaves them unchanged) but still go through the MLP.
+
+    Args:
+        embed_dims: C.  num_heads: h.  mlp_ratio: MLP hidden width / C.  qkv_bias: qkv bias.
+        layer_scale_init_value: LayerScale init (timm ``ls1/ls2.gamma``), None for no LayerScale.
+        drop_rate: dropout after attention projection and in the MLP.  attn_drop_rate: attention dropout.
+        drop_path: stochastic depth rate.  window_size: 0 for global attention.
+        pos_embed: this block's attention encoding (RoPE) or None.  num_prefix_tokens: P.  norm_eps: LayerNorm eps.
+    """
+
+    def __init__(self, embed_dims: int, num_heads: int, mlp_ratio: float = 4.0, qkv_bias: bool = True,
+                 layer_scale_init_value: Optional[float] = None, drop_rate: float = 0.0, attn_drop_rate: float = 0.0,
+                 drop_path: float = 0.0, window_size: int = 0, pos_embed: Optional[nn.Module] = None,
+                 num_prefix_tokens: int = 0, norm_eps: float = 1e-6):
+        super().__init__()
+        self.window_size = window_size
+        self.num_prefix_tokens = num_prefix_tokens
+        self.norm1 = nn.LayerNorm(embed_dims, eps=norm_eps)
+        self.attn = PosAttention(embed_dims, num_heads, qkv_bias, attn_drop=attn_drop_rate, proj_drop=drop_rate,
+                                 pos_embed=pos_embed)
+        self.ls1 = LayerScale(embed_dims, layer_scale_init_value) if layer_scale_init_value else nn.Identity()
+        self.norm2 = nn.LayerNorm(embed_dims, eps=norm_eps)
+        self.mlp = Mlp(embed_dims, int(embed_dims * mlp_ratio), drop=drop_rate)
+        self.ls2 = LayerScale(embed_dims, layer_scale_init_value) if layer_scale_init_value else nn.Identity()
+        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+
+    def forward(self, x: torch.Tensor, hw: HW) -> torch.Tensor:
+        """x (B, P + H*W, C) -> (B, P + H*W, C); hw the (H, W) patch grid."""
+        y = self.norm1(x)
+        y = self.window_attention(y, hw) if self.window_size else self.attn(y, hw, self.num_prefix_tokens)
+        x = x + self.drop_path(self.ls1(y))
+        return x + self.drop_path(self.ls2(self.mlp(self.norm2(x))))
+
+    def window_attention(self, x: torch.Tensor, hw: HW) -> torch.Tensor:
+        """Attention inside ws x ws windows of the grid tokens; zeros for the prefix tokens."""
+        b, _, c = x.shape
+        (h, w), ws, p = hw, self.window_size, self.num_prefix_tokens
+        grid = x[:, p:].reshape(b, h, w, c)
+        pad_h, pad_w = (-h) % ws, (-w) % ws
+        grid = F.pad(grid, (0, 0, 0, pad_w, 0, pad_h))
+        rows, cols = (h + pad_h) // ws, (w + pad_w) // ws
+        windows = grid.view(b, rows, ws, cols, ws, c).transpose(2, 3).reshape(b * rows * cols, ws * ws, c)
+        mask = window_padding_mask((h, w), ws, x.device, x.dtype).repeat(b, 1, 1, 1) if pad_h or pad_w else None
+        out = self.attn(windows, (ws, ws), 0, mask)
+        out = out.view(b, rows, cols, ws, ws, c).transpose(2, 3).reshape(b, rows * ws, cols * ws, c)
+        out = out[:, :h, :w].reshape(b, h * w, c)
+        return F.pad(out, (0, 0, p, 0)) if p else out
+
+
+@register_model
+class PEVisionTransformer(BaseModule):
+    """Vision Transformer backbone for mmdet/mmseg with a one-key positional encoding.
+
+    Input (B, in_channels, H, W), any H, W >= patch_size: padded right/bottom to a multiple
+    of the patch; output a tuple of NCHW maps (B, embed_dims, ceil(H/p), ceil(W/p)), one per
+    ``out_indices`` block.
+
+    Args:
+        img_size: reference image size (int or (H, W)); its patch grid is the grid of the
+            learned APE table and of LOOPE's context='mlp' head. Inputs may have any size.
+        patch_size, in_channels, embed_dims, depth, num_heads, mlp_ratio, qkv_bias: as in ViT.
+        layer_scale_init_value: LayerScale init value (DeiT-III 1e-6, RoPE-ViT 1e-5), None: off.
+        drop_rate, attn_drop_rate, drop_path_rate: dropout, attention dropout, stochastic depth
+            (linearly increasing over blocks up to drop_path_rate).
+        with_cls_token: prepend a CLS token (dropped from the output maps).
+        pos_embed: the encoding, ``dict(type=..., ...)`` with type one of 'ape', 'sincos',
+            'rope_axial', 'rope_mixed' (both RoPE also ``with_ape=True``), 'loope', 'none'.
+            RoPE-Axial uses theta 100 unless given.
+        window_size: 0 for global attention in every block; > 0 for ViTDet window attention
+            in all blocks except ``global_attn_indices``.
+        out_indices: blocks (int or sequence, negative from the end) whose outputs are returned.
+        final_norm: apply the final LayerNorm ``norm`` to the output of the last block.
+        norm_eps: LayerNorm epsilon (1e-6 as timm).
+        frozen_stages: -1 trains all; k >= 0 freezes patch embedding, CLS token and token
+            encoding, plus blocks 0..k-1 (and ``norm`` when k == depth).
+        with_cp: gradient checkpointing of every block in training.
+        init_cfg: mmengine init config. ``dict(type='Pretrained', checkpoint=PATH, prefix=None)``
+            loads a timm ViT checkpoint (Eva RoPE-ViT or VisionTransformer layout, .pth or
+            .safetensors; converted on the fly by ``mmpe.converters.convert_timm_vit``) or a
+            converted one; missing, unexpected and ignored keys are logged.
+
+    Weight decay: every encoding parameter lives under a module named ``pos_embed`` (the
+    token encoding ``pos_embed.*`` and each attention's ``blocks.i.attn.pos_embed.freqs``),
+    so an optimizer config can exclude them, the CLS token and the norms with::
+
+        paramwise_cfg=dict(custom_keys={'pos_embed': dict(decay_mult=0.),
+                                        'cls_token': dict(decay_mult=0.),
+                                        'norm': dict(decay_mult=0.)})
+    """
+
+    def __init__(self, img_size: Union[int, Sequence[int]] = 224, patch_size: int = 16, in_channels: int = 3,
+                 embed_dims: int = 768, depth: int = 12, num_heads: int = 12, mlp_ratio: float = 4.0,
+                 qkv_bias: bool = True, layer_scale_init_value: Optional[float] = None, drop_rate: float = 0.0,
+                 attn_drop_rate: float = 0.0, drop_path_rate: float = 0.0, with_cls_token: bool = True,
+                 pos_embed: dict = dict(type='ape'), window_size: int = 0, global_attn_indices: Sequence[int] = (),
+                 out_indices: Union[int, Sequence[int]] = -1, final_norm: bool = True, norm_eps: float = 1e-6,
+                 frozen_stages: int = -1, with_cp: bool = False, init_cfg: Optional[dict] = None):
+        super().__init__(init_cfg=init_cfg)
+        kind, _ = parse_pos_embed_cfg(pos_embed)
+        if kind not in VIT_ENCODINGS:
+            raise ValueError(f'PEVisionTransformer pos_embed type={kind!r} is not supported; accepted: '
+                             f'{", ".join(map(repr, VIT_ENCODINGS))}')
+        img_size = (img_size, img_size) if isinstance(img_size, int) else tuple(img_size)
+        if min(img_size) < patch_size:
+            raise ValueError(f'img_size={img_size} must be at least patch_size={patch_size}')
+        out_indices = [out_indices] if isinstance(out_indices, int) else list(out_indices)
+        if any(not -depth <= i < depth for i in out_indices):
+            raise ValueError(f'out_indices={out_indices} must index blocks in [-{depth}, {depth})')
+        if any(not 0 <= i < depth for i in global_attn_indices):
+            raise ValueError(f'global_attn_indices={tuple(global_attn_indices)} must index blocks in [0, {depth})')
+        if not -1 <= frozen_stages <= depth:
+            raise ValueError(f'frozen_stages={frozen_stages} must be in [-1, depth={depth}]')
+        if window_size < 0:
+            raise ValueError(f'window_size={window_size} must be 0 (global attention) or positive')
+
+        self.patch_size = patch_size
+        self.in_channels = in_channels
+        self.embed_dims = embed_dims
+        self.num_heads = num_heads
+        self.num_prefix_tokens = int(with_cls_token)
+        self.out_indices = sorted(i % depth for i in out_indices)
+        self.frozen_stages = frozen_stages
+        self.with_cp = with_cp
+
+        self.patch_embed = PatchEmbed(None, patch_size, in_channels, embed_dims, output_fmt='NHWC',
+                                      strict_img_size=False)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dims)) if with_cls_token else None
+        self.pos_embed = build_pos_embed(
+            pos_embed, 'token', embed_dims=embed_dims, grid_size=(img_size[0] // patch_size, img_size[1] // patch_size),
+            patch_size=patch_size, in_channels=in_channels, num_prefix_tokens=self.num_prefix_tokens)
+        self.pos_drop = nn.Dropout(drop_rate)
+        drop_paths = torch.linspace(0, drop_path_rate, depth).tolist()
+        self.blocks = nn.ModuleList(
+            PEViTBlock(embed_dims, num_heads, mlp_ratio, qkv_bias, layer_scale_init_value, drop_rate, attn_drop_rate,
+                       drop_paths[i], 0 if i in global_attn_indices else window_size,
+                       build_pos_embed(pos_embed, 'attention', num_heads=num_heads,
+                                       head_dim=embed_dims // num_heads, axial_theta=100.0),
+                       self.num_prefix_tokens, norm_eps)
+            for i in range(depth))
+        self.norm = nn.LayerNorm(embed_dims, eps=norm_eps) if final_norm else None
+        self._init_default_weights()
+        self._freeze_stages()
+
+    def _init_default_weights(self) -> None:
+        """timm's ViT init: truncated normal (std .02) for block Linears and the CLS token;
+        encodings keep their own init (e.g. LOOPE's zero head)."""
+        for m in self.blocks.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.trunc_normal_(m.weight, std=0.02)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+        if self.cls_token is not None:
+            nn.init.trunc_normal_(self.cls_token, std=0.02)
+
+    def init_weights(self) -> None:
+        if isinstance(self.init_cfg, dict) and self.init_cfg.get('type') == 'Pretrained':
+            self.load_pretrained(self.init_cfg['checkpoint'], self.init_cfg.get('prefix'))
+        else:
+            super().init_weights()
+
+    def load_pretrained(self, checkpoint: str, prefix: Optional[str] = None) -> None:
+        """Load a timm (Eva or VisionTransformer layout) or mmpe checkpoint, converting as needed.
+
+        A learned APE table of another square grid is resized (bicubic) to this model's
+        reference grid. Ignored (derived RoPE tables, classification head), missing and
+        unexpected keys are logged.
+        """
+        if osp.isfile(checkpoint):
+            state = load_state_file(checkpoint)
+        else:  # URLs and other mmengine schemes
+            from mmengine.runner import CheckpointLoader
+            state = unwrap_state_dict(CheckpointLoader.load_checkpoint(checkpoint, map_location='cpu'))
+        if prefix:
+            state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+            if not state:
+                raise ValueError(f'checkpoint {checkpoint!r} has no keys starting with prefix={prefix!r}')
+        state, ignored = convert_timm_vit(state, self.num_heads)
+        table = state.get('pos_embed.pos_embed')
+        if isinstance(self.pos_embed, LearnedPosEmbed) and table is not None \
+                and table.shape[1] != self.pos_embed.pos_embed.shape[1]:
+            side = int(table.shape[1] ** 0.5)
+            state['pos_embed.pos_embed'] = resize_pos_table(table, (side, side), self.pos_embed.grid_size)
+            print_log(f'resized pos_embed from {side}x{side} to {self.pos_embed.grid_size}', logger='current')
+        missing, unexpected = self.load_state_dict(state, strict=False)
+        if ignored:
+            print_log(f'ignored checkpoint keys: {ignored}', logger='current')
+        if missing:
+            print_log(f'missing keys (not in checkpoint {checkpoint}): {missing}', logger='current',
+                      level=logging.WARNING)
+        if unexpected:
+            print_log(f'unexpected keys (in checkpoint {checkpoint}, not in the model): {unexpected}',
+                      logger='current', level=logging.WARNING)
+
+    def _freeze_stages(self) -> None:
+        if self.frozen_stages < 0:
+            return
+        modules = [self.patch_embed, self.pos_embed, *self.blocks[:self.frozen_stages]]
+        if self.frozen_stages == len(self.blocks):
+            modules.append(self.norm)
+        for m in modules:
+            if m is not None:
+                m.eval()
+                m.requires_grad_(False)
+        if self.cls_token is not None:
+            self.cls_token.requires_grad_(False)
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self._freeze_stages()
+        return self
+
+    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+        """x (B, in_channels, H, W) -> maps (B, embed_dims, ceil(H/p), ceil(W/p)) per out index."""
+        if x.dim() != 4 or x.shape[1] != self.in_channels:
+            raise ValueError(f'PEVisionTransformer expects input (B, in_channels={self.in_channels}, H, W), '
+                             f'got shape {tuple(x.shape)}')
+        p = self.patch_size
+        if x.shape[2] < p or x.shape[3] < p:
+            raise ValueError(f'input {x.shape[2]}x{x.shape[3]} is smaller than one patch (patch_size={p})')
+        images = F.pad(x, (0, (-x.shape[3]) % p, 0, (-x.shape[2]) % p))
+        tokens = self.patch_embed(images)  # (B, H', W', C)
+        b, h, w, c = tokens.shape
+        hw = (h, w)
+        tokens = tokens.reshape(b, h * w, c)
+        if self.cls_token is not None:
+            tokens = torch.cat([self.cls_token.expand(b, -1, -1), tokens], dim=1)
+        if self.pos_embed is not None:
+            tokens = self.pos_embed(tokens, hw, images)
+        tokens = self.pos_drop(tokens)
+        outs = []
+        last = len(self.blocks) - 1
+        for i, block in enumerate(self.blocks):
+            if self.with_cp and self.training and tokens.requires_grad:
+                tokens = checkpoint(block, tokens, hw, use_reentrant=False)
+            else:
+                tokens = block(tokens, hw)
+            if i == last and self.norm is not None:
+                tokens = self.norm(tokens)
+            if i in self.out_indices:
+                outs.append(tokens[:, self.num_prefix_tokens:].transpose(1, 2).reshape(b, c, h, w))
+        return tuple(outs)

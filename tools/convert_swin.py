@@ -1,0 +1,40 @@
+"""Convert a Microsoft-layout Swin checkpoint (official Swin, or the RoPE-ViT authors' Swin RoPE
+``swin_rope_{axial,mixed}_{tiny,small,base}_patch4_window7_224``) to PESwinTransformer (mmdet layout).
+
+    python tools/convert_swin.py swin_rope_mixed_tiny_patch4_window7_224.pth swin_t_rope_mixed.pth \\
+        --pos-embed rope_mixed
+
+Use the result with ``init_cfg=dict(type='Pretrained', checkpoint='swin_t_rope_mixed.pth')`` and
+the same ``pos_embed`` (no ``convert_weights``).
+"""
+import argparse
+
+import torch
+
+from mmpe.converters import convert_microsoft_swin, extract_state_dict
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('src', help='Microsoft-layout checkpoint (.pth)')
+    parser.add_argument('dst', help='output checkpoint for PESwinTransformer')
+    parser.add_argument('--pos-embed', default='rpb', choices=['rpb', 'rope_axial', 'rope_mixed', 'ape'],
+                        help="encoding of the target model (RoPE checkpoints: 'rope_axial' or 'rope_mixed')")
+    parser.add_argument('--theta', type=float, default=None,
+                        help='RoPE-Axial theta of the target model (default 50, as the authors\' Swin)')
+    return parser.parse_args()
+
+
+def main():
+    args = parse_args()
+    pos_embed = dict(type=args.pos_embed)
+    if args.theta is not None:
+        pos_embed['theta'] = args.theta
+    checkpoint = torch.load(args.src, map_location='cpu', weights_only=True)
+    state_dict = convert_microsoft_swin(extract_state_dict(checkpoint), pos_embed)
+    torch.save({'state_dict': state_dict, 'meta': {'pos_embed': pos_embed, 'converted_from': args.src}}, args.dst)
+    print(f'{args.src} -> {args.dst}: {len(state_dict)} tensors for PESwinTransformer(pos_embed={pos_embed})')
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Usage: bash tools/dist_train.sh CONFIG NPROC [train.py options]
+# NPROC processes on this node through torchrun (GPUs: nccl; no CUDA: gloo on CPU).
+# Multi-node: set NNODES, NODE_RANK, MASTER_ADDR, PORT.
+CONFIG=$1
+NPROC=$2
+NNODES=${NNODES:-1}
+NODE_RANK=${NODE_RANK:-0}
+PORT=${PORT:-29500}
+MASTER_ADDR=${MASTER_ADDR:-"127.0.0.1"}
+DIR=$(dirname "$0")
+PYTHONPATH="$DIR/..":${PYTHONPATH:-} \
+exec python -m torch.distributed.run --nnodes="$NNODES" --node_rank="$NODE_RANK" --master_addr="$MASTER_ADDR" \
+    --nproc_per_node="$NPROC" --master_port="$PORT" "$DIR/train.py" "$CONFIG" --launcher pytorch "${@:3}"
