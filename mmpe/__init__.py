@@ -3,6 +3,6 @@ from . import compat
 compat.apply()
 
 from . import pos_embed  # noqa: F401,E402
-from . import models  # noqa: F401,E402
+from . import hooks, models  # noqa: F401,E402
 
 __version__ = '0.1.0'

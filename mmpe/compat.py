@@ -24,12 +24,12 @@ def allow_mmengine_checkpoints() -> None:
     weights_only, so ``--resume`` fails with "Unsupported global ... HistoryBuffer"
     (open-mmlab/mmengine#1655, fixed only on mmengine's main). Keep the safe loader and
     allow exactly what mmengine's checkpoints hold: HistoryBuffer logs (numpy arrays and
-    scalars)."""
+    scalars; the numpy generator state saved by mmpe.hooks.RandomStateHook)."""
     from mmengine.logging import HistoryBuffer
     HistoryBuffer.__getstate__ = _history_buffer_getstate
     torch.serialization.add_safe_globals([
         HistoryBuffer, np.ndarray, np.dtype, np._core.multiarray._reconstruct, np._core.multiarray.scalar,
-        *{type(np.dtype(t)) for t in ('float64', 'float32', 'int64', 'int32', 'bool')},
+        *{type(np.dtype(t)) for t in ('float64', 'float32', 'int64', 'int32', 'uint32', 'uint8', 'bool')},
     ])
 
 

@@ -12,4 +12,4 @@ if [ ! -f data/synthetic/det/annotations/instances_val.json ]; then
   "$PY" tools/make_synthetic_data.py --out data/synthetic
 fi
 "$PY" tools/train.py "$CONFIG" --work-dir "$WORK_DIR"
-"$PY" tools/test.py "$CONFIG" "$WORK_DIR/$(cat "$WORK_DIR/last_checkpoint" | xargs basename)" --work-dir "$WORK_DIR"
+"$PY" tools/test.py "$CONFIG" "$(cat "$WORK_DIR/last_checkpoint")" --work-dir "$WORK_DIR"

@@ -3,7 +3,7 @@
 # object is in). Evaluated with the real CocoMetric. Everything else inherits the flagship.
 _base_ = '../dino/dino-4scale_swin-t-rope-mixed_8xb2-12e_coco.py'
 
-data_root = 'data/synthetic/det/'
+data_root = '{{$MMPE_SYNTHETIC_DET:data/synthetic/det/}}'  # environment variable overrides
 metainfo = dict(classes=('square-top', 'square-bottom', 'disk-top', 'disk-bottom'))
 num_classes = 4
 embed_dims = 128
@@ -72,3 +72,4 @@ default_hooks = dict(
     checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=max_iters // 2, max_keep_ckpts=2))
 log_processor = dict(by_epoch=False)
 auto_scale_lr = dict(enable=False)
+custom_hooks = [dict(type='RandomStateHook')]  # exact resume (mmpe.hooks)

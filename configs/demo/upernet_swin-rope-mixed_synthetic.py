@@ -2,7 +2,7 @@
 # set (tools/make_synthetic_data.py), evaluated with the real IoUMetric.
 _base_ = '../upernet/upernet_swin-t-rope-mixed_8xb2-160k_ade20k-512x512.py'
 
-data_root = 'data/synthetic/seg/'
+data_root = '{{$MMPE_SYNTHETIC_SEG:data/synthetic/seg/}}'  # environment variable overrides
 metainfo = dict(classes=('background', 'square-top', 'square-bottom', 'disk-top', 'disk-bottom'),
                 palette=[[0, 0, 0], [220, 20, 60], [0, 0, 142], [119, 11, 32], [0, 60, 100]])
 num_classes = 5
@@ -46,3 +46,4 @@ param_scheduler = [dict(type='PolyLR', eta_min=0.0, power=1.0, begin=0, end=max_
 default_hooks = dict(
     logger=dict(type='LoggerHook', interval=20, log_metric_by_epoch=False),
     checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=max_iters // 2, max_keep_ckpts=2))
+custom_hooks = [dict(type='RandomStateHook')]  # exact resume (mmpe.hooks)

@@ -1,0 +1,53 @@
+# DINO 4-scale, ViT-B/16 with a learned absolute position embedding (APE) + simple feature
+# pyramid (ViTDet: 14x14 windows, global attention in blocks 2, 5, 8, 11), COCO, 12 epochs.
+# The baseline of the ViT encoding comparison; the other ViT-B configs inherit from it.
+# ImageNet weights: timm deit3_base_patch16_224.fb_in1k, converted with
+#   python tools/convert_timm_vit.py deit3_base_patch16_224.safetensors checkpoints/vit-b16-ape_mmpe.pth
+# Set `pretrained` to the converted file; nothing is downloaded.
+_base_ = 'mmdet::dino/dino-4scale_r50_8xb2-12e_coco.py'
+custom_imports = dict(imports=['mmpe'], allow_failed_imports=False)
+
+pretrained = 'checkpoints/vit-b16-ape_mmpe.pth'
+model = dict(
+    backbone=dict(
+        _delete_=True,
+        type='PEVisionTransformer',
+        pos_embed=dict(type='ape'),
+        img_size=224,
+        patch_size=16,
+        embed_dims=768,
+        depth=12,
+        num_heads=12,
+        mlp_ratio=4,
+        qkv_bias=True,
+        layer_scale_init_value=1e-5,
+        drop_path_rate=0.1,
+        with_cls_token=True,
+        window_size=14,
+        global_attn_indices=(2, 5, 8, 11),
+        out_indices=(11, ),
+        final_norm=True,
+        init_cfg=dict(type='Pretrained', checkpoint=pretrained)),
+    neck=dict(
+        _delete_=True,
+        type='PESimpleFPN',
+        in_channels=768,
+        out_channels=256,
+        scale_factors=(2.0, 1.0, 0.5),
+        num_outs=4,
+        norm_cfg=dict(type='GN', num_groups=32)))
+
+# No weight decay for positional encodings (every mmpe encoding parameter lives under a
+# module named 'pos_embed'), the CLS token and norms; the backbone keeps DINO's 0.1
+# learning-rate multiplier. The longest matching key wins.
+backbone_no_decay = dict(lr_mult=0.1, decay_mult=0.0)
+optim_wrapper = dict(
+    paramwise_cfg=dict(
+        custom_keys={
+            'backbone': dict(lr_mult=0.1),
+            'pos_embed': backbone_no_decay,
+            'cls_token': backbone_no_decay,
+            'backbone.norm': backbone_no_decay,
+            'norm1': backbone_no_decay,
+            'norm2': backbone_no_decay,
+        }))
