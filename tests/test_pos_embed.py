@@ -72,6 +72,11 @@ def rope_reference_angles(module, hw):
 
 ROPE_KINDS = ['axial', 'mixed']
 
+
+@pytest.fixture(autouse=True)
+def seed():
+    torch.manual_seed(0)
+
 # ----------------------------------------------------------------------------- RoPE
 
 
@@ -168,7 +173,6 @@ def test_rope_mixed_init_follows_design():
 
 def test_rope_mixed_frequency_gradients():
     """d loss / d freqs equals autograd through the float64 polar reference and a finite difference."""
-    torch.manual_seed(0)
     hw, heads, d, num_prefix = (4, 6), 2, 8, 1
     rope = RoPEMixed(heads, d)
     qk = torch.randn(2, 2, heads, num_prefix + hw[0] * hw[1], d)
@@ -232,6 +236,23 @@ def test_rope_state_dicts_hold_no_tables():
     torch.testing.assert_close(fresh.rotate(q, (6, 11)), mixed.rotate(q, (6, 11)))
 
 
+def test_tables_cached_under_inference_mode_serve_training():
+    """A first call under torch.inference_mode (evaluation) must not leave cached tables that a later
+    training step cannot save for backward."""
+    hw = (3, 4)
+    axial, mixed, sincos = RoPEAxial(16, 100.0), RoPEMixed(2, 16), SinCosPosEmbed(16)
+    with torch.inference_mode():
+        axial.rotate(torch.randn(1, 2, 12, 16), hw)
+        mixed.rotate(torch.randn(1, 2, 12, 16), hw)
+        sincos(torch.randn(1, 12, 16), hw)
+    qk = torch.randn(1, 2, 12, 16, requires_grad=True)
+    (axial.rotate(qk, hw) + mixed.rotate(qk, hw)).square().sum().backward()
+    assert qk.grad.abs().sum() > 0 and mixed.freqs.grad.abs().sum() > 0
+    x = torch.randn(1, 12, 16, requires_grad=True)
+    sincos(x, hw).square().sum().backward()
+    assert x.grad.abs().sum() > 0
+
+
 # ----------------------------------------------------------------------------- Gilbert order
 
 GILBERT_SHAPES = [(h, w) for h in range(1, 25) for w in range(1, 25)] + [(7, 33), (33, 7), (50, 76), (76, 50),
@@ -253,6 +274,13 @@ def test_gilbert_order_is_a_curve(height, width):
     diagonal = (step == 1).all(1)
     assert bool((neighbour | diagonal).all()), 'consecutive cells must touch'
     assert int(diagonal.sum()) <= 1
+
+
+def test_gilbert_order_starts_along_the_longer_side():
+    """The curve of an H x W grid with H > W is the W x H curve (which starts along its width) transposed."""
+    for height, width in GILBERT_SHAPES:
+        if height > width:
+            assert torch.equal(gilbert_order(height, width), gilbert_order(width, height).T), (height, width)
 
 
 def test_gilbert_order_rejects_empty_grid():
@@ -304,7 +332,6 @@ def test_loope_encoding_with_offsets_and_cls_vector():
 
 def test_loope_context_learns():
     """The zero-initialised head gets gradients first; after one optimizer step every context parameter does."""
-    torch.manual_seed(0)
     hw = (6, 9)
     loope = LOOPEPosEmbed(32, patch_size=4, num_prefix_tokens=1)
     optimizer = torch.optim.SGD(loope.parameters(), lr=0.5)

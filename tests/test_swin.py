@@ -163,8 +163,9 @@ def test_no_mask_reaches_attention_without_bias_or_shift(monkeypatch):
         seen.clear()
         PESwinTransformer(**cfg, pos_embed=dict(type=encoding))(torch.randn(2, 3, 56, 84))
         windows = 2 * (14 // 7) * (21 // 7)
-        if encoding == 'rpb':
-            assert seen == [(2, 49, 49), (windows, 2, 49, 49)]
+        if encoding == 'rpb':  # the (heads, N, N) bias, with or without a leading 1
+            assert math.prod(seen[0]) == 2 * 49 * 49 and seen[0][-3:] == (2, 49, 49)
+            assert seen[1] == (windows, 2, 49, 49)
         else:
             assert seen == [None, (windows, 1, 49, 49)]
 
@@ -378,7 +379,7 @@ def test_convert_swin_command_line(tmp_path):
     (dict(pos_embed=dict(type='rope_mixed', thetta=10)), "unknown parameter"),
     (dict(window_size=64), r'window_size must be an int from 1 to the pretraining patch grid 56x56'),
     (dict(window_size=0), r'window_size must be an int'),
-    (dict(embed_dims=20), r'head dimension divisible by 4.*num_heads\[0\]=2'),
+    (dict(embed_dims=20), r'head dimension divisible by 4.*num_heads\[0\] = 20 / 2 = 10'),
     (dict(num_heads=(2, 4, 8)), 'one entry per stage'),
     (dict(out_indices=(0, 4)), 'out_indices must be in 0..3'),
     (dict(use_abs_pos_embed=True), "pos_embed=dict\\(type='ape'\\)"),

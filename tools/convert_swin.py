@@ -5,13 +5,14 @@
         --pos-embed rope_mixed
 
 Use the result with ``init_cfg=dict(type='Pretrained', checkpoint='swin_t_rope_mixed.pth')`` and
-the same ``pos_embed`` (no ``convert_weights``).
+the same ``pos_embed`` (no ``convert_weights``). The original checkpoints also pickle their yacs
+config, which torch.load(weights_only=True) refuses: pass --trust-pickle for files you trust.
 """
 import argparse
 
 import torch
 
-from mmpe.converters import convert_microsoft_swin, extract_state_dict
+from mmpe.converters import backbone_state_dict, convert_microsoft_swin, load_state_file
 
 
 def parse_args():
@@ -22,6 +23,9 @@ def parse_args():
                         help="encoding of the target model (RoPE checkpoints: 'rope_axial' or 'rope_mixed')")
     parser.add_argument('--theta', type=float, default=None,
                         help='RoPE-Axial theta of the target model (default 50, as the authors\' Swin)')
+    parser.add_argument('--trust-pickle', action='store_true',
+                        help='read a trusted checkpoint that pickles more than tensors (Microsoft and the RoPE-ViT '
+                             'authors save their yacs config in it) with torch.load(weights_only=False)')
     return parser.parse_args()
 
 
@@ -30,8 +34,7 @@ def main():
     pos_embed = dict(type=args.pos_embed)
     if args.theta is not None:
         pos_embed['theta'] = args.theta
-    checkpoint = torch.load(args.src, map_location='cpu', weights_only=True)
-    state_dict = convert_microsoft_swin(extract_state_dict(checkpoint), pos_embed)
+    state_dict = convert_microsoft_swin(backbone_state_dict(load_state_file(args.src, args.trust_pickle)), pos_embed)
     torch.save({'state_dict': state_dict, 'meta': {'pos_embed': pos_embed, 'converted_from': args.src}}, args.dst)
     print(f'{args.src} -> {args.dst}: {len(state_dict)} tensors for PESwinTransformer(pos_embed={pos_embed})')
 

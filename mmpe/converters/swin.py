@@ -1,6 +1,6 @@
 """Swin checkpoints -> ``PESwinTransformer`` (mmdet's Swin layout).
 
-- mmdet/mmseg Swin checkpoints already have the layout: ``extract_state_dict`` only picks the
+- mmdet/mmseg Swin checkpoints already have the layout: ``backbone_state_dict`` only picks the
   state dict and strips 'module.' / 'backbone.' prefixes.
 - Microsoft layout (official Swin; ``convert_weights=True`` in mmdet): mmdet's own
   ``swin_converter`` renames the keys and reorders the patch-merging channels.
@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from ..pos_embed import axial_magnitudes, grid_coords, parse_pos_embed_cfg
+from .timm_vit import unwrap_state_dict
 
 # Default RoPE-Axial theta of Swin (the RoPE-ViT authors' Swin configs use 50).
 SWIN_AXIAL_THETA = 50.0
@@ -33,11 +34,11 @@ _ATTN_MASK = re.compile(r'^layers\.\d+\.blocks\.\d+\.attn_mask$')
 _CLASSIFIER = re.compile(r'^(head|norm)\.')
 
 
-def extract_state_dict(checkpoint: dict) -> Dict[str, torch.Tensor]:
-    """The backbone state dict of a checkpoint: its 'state_dict' or 'model' entry (or the
-    checkpoint itself), without a 'module.' prefix; when keys start with 'backbone.' (a
-    detector or segmentor checkpoint), only those, without the prefix."""
-    state_dict = checkpoint.get('state_dict', checkpoint.get('model', checkpoint))
+def backbone_state_dict(checkpoint: dict) -> Dict[str, torch.Tensor]:
+    """The backbone state dict of a checkpoint (``unwrap_state_dict``), without a 'module.'
+    prefix; when keys start with 'backbone.' (a detector or segmentor checkpoint), only
+    those, without the prefix."""
+    state_dict = unwrap_state_dict(checkpoint)
     if all(k.startswith('module.') for k in state_dict):
         state_dict = {k[len('module.'):]: v for k, v in state_dict.items()}
     if any(k.startswith('backbone.') for k in state_dict):

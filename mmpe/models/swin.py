@@ -26,7 +26,7 @@ from mmengine.runner.checkpoint import CheckpointLoader
 from mmengine.utils import to_2tuple
 from torch import nn
 
-from ..converters.swin import SWIN_AXIAL_THETA, convert_microsoft_swin, extract_state_dict, resize_rpb_tables
+from ..converters.swin import SWIN_AXIAL_THETA, convert_microsoft_swin, backbone_state_dict, resize_rpb_tables
 from ..pos_embed import AttentionPosEmbed, build_pos_embed, parse_pos_embed_cfg
 from ..registry import register_model
 from .attention import PosAttention
@@ -363,7 +363,7 @@ class PESwinTransformer(BaseModule):
                              f'checkpoint=...), got {self.init_cfg!r}')
         checkpoint = CheckpointLoader.load_checkpoint(self.init_cfg['checkpoint'], logger=logger,
                                                       map_location='cpu')
-        state_dict = extract_state_dict(checkpoint)
+        state_dict = backbone_state_dict(checkpoint)
         if self.convert_weights:
             state_dict = convert_microsoft_swin(state_dict, self.pos_embed_cfg)
         state_dict = resize_rpb_tables(state_dict, self.state_dict())

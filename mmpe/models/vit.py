@@ -1,5 +1,6 @@
 """Plain Vision Transformer backbone (ViT / ViTDet) whose positional encoding is one config key."""
 import logging
+import math
 import os.path as osp
 from functools import lru_cache
 from typing import Optional, Sequence, Tuple, Union
@@ -109,7 +110,8 @@ class PEVisionTransformer(BaseModule):
             'rope_axial', 'rope_mixed' (both RoPE also ``with_ape=True``), 'loope', 'none'.
             RoPE-Axial uses theta 100 unless given.
         window_size: 0 for global attention in every block; > 0 for ViTDet window attention
-            in all blocks except ``global_attn_indices``.
+            in all blocks except ``global_attn_indices`` (padding is masked; a CLS token only
+            takes part in the attention of global blocks, see ``PEViTBlock``).
         out_indices: blocks (int or sequence, negative from the end) whose outputs are returned.
         final_norm: apply the final LayerNorm ``norm`` to the output of the last block.
         norm_eps: LayerNorm epsilon (1e-6 as timm).
@@ -220,7 +222,11 @@ class PEVisionTransformer(BaseModule):
         table = state.get('pos_embed.pos_embed')
         if isinstance(self.pos_embed, LearnedPosEmbed) and table is not None \
                 and table.shape[1] != self.pos_embed.pos_embed.shape[1]:
-            side = int(table.shape[1] ** 0.5)
+            side = math.isqrt(table.shape[1])
+            if side * side != table.shape[1]:
+                raise ValueError(f'checkpoint pos_embed.pos_embed has {table.shape[1]} rows, not a square grid: '
+                                 f'cannot resize it to the {self.pos_embed.grid_size} grid of img_size; '
+                                 f'set img_size to the size the checkpoint was trained at')
             state['pos_embed.pos_embed'] = resize_pos_table(table, (side, side), self.pos_embed.grid_size)
             print_log(f'resized pos_embed from {side}x{side} to {self.pos_embed.grid_size}', logger='current')
         missing, unexpected = self.load_state_dict(state, strict=False)
