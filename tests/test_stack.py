@@ -2,7 +2,7 @@
 and an mmengine Runner resumes exactly."""
 
 import torch
-from mmengine.config import Config
+from mmengine.hub import get_config
 from torch import nn
 
 import mmpe  # noqa: F401  (applies the compatibility fixes)
@@ -24,7 +24,7 @@ def _build(registry_module: str, cfg):
 
 
 def test_dino_r50_trains_and_predicts():
-    cfg = Config.fromfile('mmdet::dino/dino-4scale_r50_8xb2-12e_coco.py')
+    cfg = get_config('mmdet::dino/dino-4scale_r50_8xb2-12e_coco.py')
     cfg.model.backbone.init_cfg = None
     torch.manual_seed(0)
     model = _build('mmdet.registry', cfg.model)
@@ -40,7 +40,7 @@ def test_dino_r50_trains_and_predicts():
 
 
 def test_upernet_swin_trains_and_predicts():
-    cfg = Config.fromfile('mmseg::swin/swin-tiny-patch4-window7-in1k-pre_upernet_8xb2-160k_ade20k-512x512.py')
+    cfg = get_config('mmseg::swin/swin-tiny-patch4-window7-in1k-pre_upernet_8xb2-160k_ade20k-512x512.py')
     cfg.model.pretrained = None
     cfg.model.backbone.init_cfg = None
     cfg.model.data_preprocessor.size = (128, 160)

@@ -41,10 +41,16 @@ else
     # torch >= 2.10 headers require C++20; mmcv 2.1.0 hard-codes -std=c++17.
     sed -i 's/-std=c++17/-std=c++20/g' "$BUILD_DIR/mmcv-$MMCV_VERSION/setup.py"
     [ "$OPS" = cuda ] && export FORCE_CUDA=1
-    MMCV_WITH_OPS=1 MAX_JOBS=${MAX_JOBS:-$(nproc)} "$PY" -m pip wheel -v --no-deps --no-build-isolation \
-      -w "$BUILD_DIR/wheel" "$BUILD_DIR/mmcv-$MMCV_VERSION" 2>&1 \
-      | grep --line-buffered -E '^\[[0-9]+/[0-9]+\]|error|Error|Successfully|Created wheel' || true
-    ls "$BUILD_DIR"/wheel/mmcv-*.whl >/dev/null || { log "mmcv build failed"; exit 1; }
+    # pip hides the compiler output: report progress from the object files instead.
+    total=$(ls "$BUILD_DIR/mmcv-$MMCV_VERSION"/mmcv/ops/csrc/pytorch/{,cpu/}*.cpp | wc -l)
+    (while sleep 60; do
+       log "mmcv build: $(find "$BUILD_DIR/mmcv-$MMCV_VERSION" -name '*.o' | wc -l) of about $total C++ files compiled"
+     done) &
+    ticker=$!
+    MMCV_WITH_OPS=1 MAX_JOBS=${MAX_JOBS:-$(nproc)} "$PY" -m pip wheel --no-deps --no-build-isolation \
+      -w "$BUILD_DIR/wheel" "$BUILD_DIR/mmcv-$MMCV_VERSION" > "$BUILD_DIR/build.log" 2>&1 \
+      || { kill $ticker; tail -n 50 "$BUILD_DIR/build.log"; log "mmcv build failed (log: $BUILD_DIR/build.log)"; exit 1; }
+    kill $ticker
     mkdir -p "$WHEEL_DIR" && cp "$BUILD_DIR"/wheel/mmcv-*.whl "$WHEEL_DIR"/
     rm -rf "$BUILD_DIR"
   fi

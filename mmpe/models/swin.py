@@ -28,6 +28,7 @@ from torch import nn
 
 from ..converters.swin import SWIN_AXIAL_THETA, convert_microsoft_swin, backbone_state_dict, resize_rpb_tables
 from ..pos_embed import AttentionPosEmbed, build_pos_embed, parse_pos_embed_cfg
+from ..pos_embed.grid import cache_builder
 from ..registry import register_model
 from .attention import PosAttention
 
@@ -39,6 +40,7 @@ _MMDET_RPB = re.compile(r'(\.w_msa\.)(relative_position_(?:bias_table|index))$')
 
 
 @lru_cache(maxsize=32)
+@cache_builder
 def shift_window_mask(hw_pad: HW, window: int, shift: int, device: torch.device,
                       dtype: torch.dtype) -> torch.Tensor:
     """(nW, window**2, window**2) additive mask of shifted-window attention, as mmdet's

@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .base import TokenPosEmbed
-from .grid import gilbert_order, grid_coords
+from .grid import cache_builder, gilbert_order, grid_coords
 
 HW = Tuple[int, int]
 
@@ -79,9 +79,14 @@ class SinCosPosEmbed(TokenPosEmbed):
     def forward(self, x, hw, images=None):
         key = (tuple(hw), x.device, x.dtype)
         if key not in self._cache:
-            pos = sincos_2d(hw, self.embed_dims, device=x.device)[None]
-            self._cache[key] = _with_prefix(pos, self.num_prefix_tokens, None).to(x.dtype)
+            self._cache[key] = self._build_table(hw, x.device, x.dtype)
         return x + self._cache[key]
+
+    @cache_builder
+    def _build_table(self, hw: HW, device, dtype) -> torch.Tensor:
+        """(1, P + H*W, C) table; prefix rows are zero."""
+        pos = sincos_2d(hw, self.embed_dims, device=device)[None]
+        return _with_prefix(pos, self.num_prefix_tokens, None).to(dtype)
 
 
 def interleaved_sincos(position: torch.Tensor, embed_dims: int) -> torch.Tensor:
@@ -105,6 +110,11 @@ class LOOPEContext(nn.Module):
 
     def __init__(self, patch_size: int, in_channels: int = 3, head: str = 'conv', grid_size: Optional[HW] = None):
         super().__init__()
+        if head not in ('conv', 'mlp'):
+            raise ValueError(f"LOOPE context must be 'conv' or 'mlp', got {head!r}")
+        if head == 'mlp' and grid_size is None:
+            raise ValueError("LOOPE context='mlp' needs grid_size, the (H, W) patch grid its Linear(N, N) "
+                             "head is built for")
         widths = (32, 16, 8, 4, 1)
         layers = [nn.Conv2d(in_channels + 2, widths[0], patch_size, stride=patch_size), nn.GELU()]
         for c_in, c_out in zip(widths[:-1], widths[1:]):

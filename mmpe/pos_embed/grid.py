@@ -1,5 +1,5 @@
 """Patch-grid coordinates and the generalized Hilbert ("Gilbert") order."""
-from functools import lru_cache
+from functools import lru_cache, wraps
 from typing import Iterator, Tuple
 
 import torch
@@ -7,7 +7,19 @@ import torch
 HW = Tuple[int, int]
 
 
+def cache_builder(fn):
+    """Decorate a function whose tensors go into a cache: they are built as ordinary tensors
+    (even when first requested under ``torch.inference_mode``) without autograd history, so a
+    table first made during evaluation can also serve a later training step."""
+    @wraps(fn)
+    def build(*args, **kwargs):
+        with torch.inference_mode(False), torch.no_grad():
+            return fn(*args, **kwargs)
+    return build
+
+
 @lru_cache(maxsize=64)
+@cache_builder
 def _grid_coords_cpu(height: int, width: int) -> Tuple[torch.Tensor, torch.Tensor]:
     n = torch.arange(height * width)
     return (n % width).float(), torch.div(n, width, rounding_mode='floor').float()
@@ -54,6 +66,7 @@ def _gilbert(x: int, y: int, ax: int, ay: int, bx: int, by: int) -> Iterator[Tup
 
 
 @lru_cache(maxsize=64)
+@cache_builder
 def gilbert_order(height: int, width: int) -> torch.LongTensor:
     """Generalized Hilbert curve over a height x width grid, starting at the top-left cell.
 

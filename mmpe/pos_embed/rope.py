@@ -11,7 +11,7 @@ from typing import Tuple
 import torch
 from torch import nn
 
-from .grid import grid_coords
+from .grid import cache_builder, grid_coords
 from .base import AttentionPosEmbed
 
 HW = Tuple[int, int]
@@ -74,10 +74,14 @@ class RoPEAxial(AttentionPosEmbed):
         mag = axial_magnitudes(self.head_dim, self.theta).to(device)
         return torch.cat([x[:, None] * mag, y[:, None] * mag], dim=-1)[None]
 
+    @cache_builder
+    def _build_tables(self, hw: HW, num_prefix_tokens: int, device, dtype):
+        return rope_tables(self.angles(hw, device), num_prefix_tokens, dtype)
+
     def tables(self, hw: HW, num_prefix_tokens: int, device, dtype):
         key = (tuple(hw), num_prefix_tokens, device, dtype)
         if key not in self._cache:
-            self._cache[key] = rope_tables(self.angles(hw, device), num_prefix_tokens, dtype)
+            self._cache[key] = self._build_tables(hw, num_prefix_tokens, device, dtype)
         return self._cache[key]
 
     def rotate(self, qk: torch.Tensor, hw: HW, num_prefix_tokens: int = 0) -> torch.Tensor:
