@@ -6,13 +6,14 @@ _base_ = 'mmdet::dino/dino-4scale_r50_8xb2-12e_coco.py'
 custom_imports = dict(imports=['mmpe'], allow_failed_imports=False)
 
 pretrained = 'checkpoints/swin_tiny_patch4_window7_224.pth'
+depths = [2, 2, 6, 2]
 model = dict(
     backbone=dict(
         _delete_=True,
         type='PESwinTransformer',
         pos_embed=dict(type='rpb'),
         embed_dims=96,
-        depths=[2, 2, 6, 2],
+        depths=depths,
         num_heads=[3, 6, 12, 24],
         window_size=7,
         mlp_ratio=4,
@@ -29,17 +30,18 @@ model = dict(
     neck=dict(in_channels=[192, 384, 768]))
 
 # No weight decay for positional encodings (every mmpe encoding parameter lives under a
-# module named 'pos_embed': RoPE frequencies, APE/LOOPE tables, RPB tables) and norms; the
-# backbone keeps DINO's 0.1 learning-rate multiplier. The longest matching key wins.
+# module named 'pos_embed': RoPE frequencies, APE/LOOPE tables, RPB tables) and the backbone's
+# norms; the backbone keeps DINO's 0.1 learning-rate multiplier. mmengine applies the longest
+# matching key, so the norms are listed per block (as mmdet's Mask2Former Swin configs do).
 backbone_no_decay = dict(lr_mult=0.1, decay_mult=0.0)
-optim_wrapper = dict(
-    paramwise_cfg=dict(
-        custom_keys={
-            'backbone': dict(lr_mult=0.1),
-            'pos_embed': backbone_no_decay,
-            'backbone.norm': backbone_no_decay,
-            'norm1': backbone_no_decay,
-            'norm2': backbone_no_decay,
-            'patch_embed.norm': backbone_no_decay,
-            'downsample.norm': backbone_no_decay,
-        }))
+custom_keys = {
+    'backbone': dict(lr_mult=0.1),
+    'pos_embed': backbone_no_decay,
+    'backbone.patch_embed.norm': backbone_no_decay,
+    'backbone.norm': backbone_no_decay,
+}
+custom_keys.update({f'backbone.stages.{stage}.blocks.{block}.norm': backbone_no_decay
+                    for stage, depth in enumerate(depths) for block in range(depth)})
+custom_keys.update({f'backbone.stages.{stage}.downsample.norm': backbone_no_decay
+                    for stage in range(len(depths) - 1)})
+optim_wrapper = dict(paramwise_cfg=dict(custom_keys=custom_keys))

@@ -8,6 +8,7 @@ _base_ = 'mmdet::dino/dino-4scale_r50_8xb2-12e_coco.py'
 custom_imports = dict(imports=['mmpe'], allow_failed_imports=False)
 
 pretrained = 'checkpoints/vit-b16-ape_mmpe.pth'
+depth = 12
 model = dict(
     backbone=dict(
         _delete_=True,
@@ -16,7 +17,7 @@ model = dict(
         img_size=224,
         patch_size=16,
         embed_dims=768,
-        depth=12,
+        depth=depth,
         num_heads=12,
         mlp_ratio=4,
         qkv_bias=True,
@@ -38,16 +39,15 @@ model = dict(
         norm_cfg=dict(type='GN', num_groups=32)))
 
 # No weight decay for positional encodings (every mmpe encoding parameter lives under a
-# module named 'pos_embed'), the CLS token and norms; the backbone keeps DINO's 0.1
-# learning-rate multiplier. The longest matching key wins.
+# module named 'pos_embed'), the CLS token and the backbone's norms; the backbone keeps DINO's
+# 0.1 learning-rate multiplier. mmengine applies the longest matching key, so the norms are
+# listed per block.
 backbone_no_decay = dict(lr_mult=0.1, decay_mult=0.0)
-optim_wrapper = dict(
-    paramwise_cfg=dict(
-        custom_keys={
-            'backbone': dict(lr_mult=0.1),
-            'pos_embed': backbone_no_decay,
-            'cls_token': backbone_no_decay,
-            'backbone.norm': backbone_no_decay,
-            'norm1': backbone_no_decay,
-            'norm2': backbone_no_decay,
-        }))
+custom_keys = {
+    'backbone': dict(lr_mult=0.1),
+    'pos_embed': backbone_no_decay,
+    'cls_token': backbone_no_decay,
+    'backbone.norm': backbone_no_decay,
+}
+custom_keys.update({f'backbone.blocks.{block}.norm': backbone_no_decay for block in range(depth)})
+optim_wrapper = dict(paramwise_cfg=dict(custom_keys=custom_keys))
