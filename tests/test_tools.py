@@ -25,7 +25,7 @@ def data(tmp_path_factory):
 
 def run(args, data, check=True):
     env = dict(os.environ, MMPE_SYNTHETIC_DET=f'{data}/det/', MMPE_SYNTHETIC_SEG=f'{data}/seg/',
-               PYTHONPATH=ROOT, OMP_NUM_THREADS='1')
+               PYTHONPATH=ROOT, PYTHON=sys.executable, OMP_NUM_THREADS='1')
     proc = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
     if check and proc.returncode != 0:
         raise AssertionError(f'{args} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}')

@@ -61,4 +61,5 @@ default_hooks = dict(
     checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=max_iters // 2, max_keep_ckpts=2))
 log_processor = dict(by_epoch=False)
 auto_scale_lr = dict(enable=False)
+randomness = dict(seed=0)  # a fixed seed also fixes the sampler order, so --resume repeats a straight run
 custom_hooks = [dict(type='RandomStateHook')]  # exact resume (mmpe.hooks)

@@ -28,7 +28,9 @@ test_pipeline = [
     dict(type='LoadAnnotations', reduce_zero_label=True),
     dict(type='PackSegInputs'),
 ]
-dataset = dict(type='ADE20KDataset', data_root=data_root, metainfo=metainfo, reduce_zero_label=True)
+# ADE20k file layout and label convention (0 = ignore, 1..5 -> 0..4), with our own classes.
+dataset = dict(type='BaseSegDataset', data_root=data_root, metainfo=metainfo, img_suffix='.jpg',
+               seg_map_suffix='.png', reduce_zero_label=True)
 train_dataloader = dict(
     batch_size=2, num_workers=1,
     dataset=dict(**dataset, data_prefix=dict(img_path='images/training', seg_map_path='annotations/training'),
@@ -46,4 +48,5 @@ param_scheduler = [dict(type='PolyLR', eta_min=0.0, power=1.0, begin=0, end=max_
 default_hooks = dict(
     logger=dict(type='LoggerHook', interval=20, log_metric_by_epoch=False),
     checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=max_iters // 2, max_keep_ckpts=2))
+randomness = dict(seed=0)  # a fixed seed also fixes the sampler order, so --resume repeats a straight run
 custom_hooks = [dict(type='RandomStateHook')]  # exact resume (mmpe.hooks)
