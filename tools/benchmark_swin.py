@@ -31,7 +31,8 @@ def build(name: str) -> torch.nn.Module:
 
 def train_step(name: str, size, batch: int, device: str):
     """Setup for memory measurement: a zero-argument forward+backward of model ``name``."""
-    model = build(name).to(device).train()
+    model = build(name).to(device)
+    model.train()
     images = torch.randn(batch, 3, *size, device=device)
 
     def step():
@@ -72,7 +73,9 @@ def main():
     size, shape = tuple(args.size), f'{args.batch}x3x{args.size[0]}x{args.size[1]}'
     setting = f'{shape}, {args.device} fp32, {torch.get_num_threads()} threads, torch {torch.__version__}'
     images = torch.randn(args.batch, 3, *size, device=args.device)
-    models = {name: build(name).to(args.device).eval() for name in MODELS}
+    models = {name: build(name).to(args.device) for name in MODELS}
+    for model in models.values():
+        model.eval()  # mmdet's SwinTransformer.train() returns None, so no chaining
     models['mmpe rpb'].load_state_dict(models[BASELINE].state_dict())  # same weights, same outputs
 
     forward = time_interleaved({n: forward_step(m, images) for n, m in models.items()}, args.warmup, args.repeats,
