@@ -69,6 +69,8 @@ def main() -> None:
     parser.add_argument('--device', default='cpu')
     parser.add_argument('--threads', type=int, default=None, help='torch CPU threads (default: torch default)')
     parser.add_argument('--no-memory', action='store_true', help='skip the peak-memory measurement')
+    parser.add_argument('--modes', nargs='+', default=['forward', 'forward+backward'],
+                        choices=['forward', 'forward+backward'], help='what to time')
     parser.add_argument('--out', default='work_dirs/benchmark_vit')
     args = parser.parse_args()
     size = tuple(int(s) for s in args.size.lower().split('x')) * (1 if 'x' in args.size.lower() else 2)
@@ -81,7 +83,7 @@ def main() -> None:
 
     cases = [*CASES, TIMM_CASE]
     rows = []
-    for train in (False, True):
+    for train in [mode == 'forward+backward' for mode in args.modes]:
         steps = {case: make_step(case, args.arch, size, args.device, train) for case in cases}
         times = time_interleaved(steps, warmup=args.warmup, repeats=args.repeats, device=args.device)
         rows += [dict(encoding=case, mode='forward+backward' if train else 'forward', seconds=times[case])

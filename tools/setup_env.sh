@@ -20,7 +20,10 @@ if [ ! -x "$VENV/bin/python" ]; then
   "$PYTHON" -m venv "$VENV"
 fi
 PY="$VENV/bin/python"
-pip_install() { "$PY" -m pip install --progress-bar off "$@"; }
+# This machine's pip config lists local package folders that pip warns about once per package.
+pip_install() {
+  "$PY" -m pip install --progress-bar off "$@" 2>&1 | { grep -v 'is ignored: it is neither a file nor a directory' || true; }
+}
 
 log "installing build tools (setuptools <81: mmcv's setup.py and mmengine's mmdet::/mmseg:: config lookup use pkg_resources)"
 pip_install -q --upgrade "pip>=24" "setuptools>=77,<81" wheel ninja
