@@ -43,16 +43,16 @@ def _rss_mb() -> float:
 
 def _peak_worker(setup, args, queue) -> None:
     step = setup(*args)
-    step()  # warm-up: allocator caches and lazy tables exist before measuring
-    before = _rss_mb()
-    step()
+    before = _rss_mb()  # model and inputs built: what every step starts from
+    for _ in range(2):  # the first step also creates gradients, lazy tables and allocator caches
+        step()
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     queue.put(peak - before)
 
 
 def cpu_peak_memory_mb(setup: Callable, *args) -> float:
-    """Peak resident memory (MiB) that one call of ``setup(*args)()`` adds on top of the
-    memory held before it, measured in a fresh spawned process. ``setup`` must be a
+    """Peak resident memory (MiB) that calls of ``setup(*args)()`` add on top of the memory
+    held once ``setup`` has returned (model and inputs), measured in a fresh spawned process. ``setup`` must be a
     module-level function returning the zero-argument step to measure."""
     ctx = mp.get_context('spawn')
     queue = ctx.Queue()
