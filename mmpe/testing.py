@@ -8,6 +8,17 @@ from typing import Dict, List, Sequence, Tuple
 import torch
 
 
+def build_model(cfg, scope: str) -> torch.nn.Module:
+    """Build model config ``cfg`` with mmdet's or mmseg's MODELS (``scope``) and initialise it
+    as mmengine's Runner does. ``init_weights`` is not optional: some layers (DINO's
+    ``level_embed``) hold uninitialised memory until it runs."""
+    import importlib
+    importlib.import_module(f'{scope}.utils').register_all_modules()  # also sets the default scope
+    model = importlib.import_module(f'{scope}.registry').MODELS.build(cfg)
+    model.init_weights()
+    return model
+
+
 def det_batch(image_shapes: Sequence[Tuple[int, int, int]], num_classes: int = 80) -> dict:
     """A random mmdet batch (uint8 images, DetDataSample with boxes and labels)."""
     from mmdet.testing import demo_mm_inputs

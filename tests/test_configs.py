@@ -7,10 +7,10 @@ import pytest
 import torch
 from mmengine.config import Config
 from mmengine.optim import build_optim_wrapper
-from mmengine.registry import DefaultScope, init_default_scope
+from mmengine.registry import DefaultScope
 
 import mmpe  # noqa: F401
-from mmpe.testing import det_batch, finite_losses, seg_batch, train_step
+from mmpe.testing import build_model, det_batch, finite_losses, seg_batch, train_step
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CONFIGS = sorted(osp.relpath(p, ROOT) for p in glob.glob(osp.join(ROOT, 'configs', '**', '*.py'), recursive=True))
@@ -23,12 +23,9 @@ def load(path: str) -> Config:
     return cfg
 
 
-def build_model(cfg: Config):
-    scope = cfg.default_scope
-    init_default_scope(scope)
-    registry = __import__(f'{scope}.registry', fromlist=['MODELS']).MODELS
+def build(cfg: Config):
     torch.manual_seed(0)
-    return registry.build(cfg.model)
+    return build_model(cfg.model, cfg.default_scope)
 
 
 def test_every_config_is_collected():
@@ -42,11 +39,11 @@ def test_config_builds_and_trains_one_step(path):
     cfg = load(path)
     if cfg.default_scope == 'mmdet':
         num_classes = cfg.model.bbox_head.num_classes
-        model = build_model(cfg)
+        model = build(cfg)
         batch = det_batch([(3, 256, 320)], num_classes=num_classes)
     else:
         cfg.model.data_preprocessor.size = (128, 160)
-        model = build_model(cfg)
+        model = build(cfg)
         batch = seg_batch([(3, 128, 160)] * 2, num_classes=cfg.model.decode_head.num_classes)
     losses = train_step(model, batch)
     assert finite_losses(losses)
@@ -69,4 +66,4 @@ def test_bad_encoding_name_fails_clearly():
     cfg = load('configs/dino_swin_rope.py')
     cfg.model.backbone.pos_embed = dict(type='rope_mixd')
     with pytest.raises(ValueError, match=r"type='rope_mixd'.*accepted types: 'ape', 'sincos', 'rope_axial'"):
-        build_model(cfg)
+        build(cfg)

@@ -6,7 +6,7 @@ from mmengine.hub import get_config
 from torch import nn
 
 import mmpe  # noqa: F401  (applies the compatibility fixes)
-from mmpe.testing import det_batch, finite_losses, predict, seg_batch, train_step
+from mmpe.testing import build_model, det_batch, finite_losses, predict, seg_batch, train_step
 
 
 def test_imports():
@@ -17,17 +17,11 @@ def test_imports():
     assert MultiScaleDeformableAttention is not None
 
 
-def _build(registry_module: str, cfg):
-    import importlib
-    importlib.import_module(registry_module.split('.')[0] + '.utils').register_all_modules()
-    return importlib.import_module(registry_module).MODELS.build(cfg)
-
-
 def test_dino_r50_trains_and_predicts():
     cfg = get_config('mmdet::dino/dino-4scale_r50_8xb2-12e_coco.py')
     cfg.model.backbone.init_cfg = None
     torch.manual_seed(0)
-    model = _build('mmdet.registry', cfg.model)
+    model = build_model(cfg.model, 'mmdet')
     batch = det_batch([(3, 256, 320)])
     losses = train_step(model, batch)
     assert 'loss_cls' in losses and 'd0.loss_bbox' in losses
@@ -45,7 +39,7 @@ def test_upernet_swin_trains_and_predicts():
     cfg.model.backbone.init_cfg = None
     cfg.model.data_preprocessor.size = (128, 160)
     torch.manual_seed(0)
-    model = _build('mmseg.registry', cfg.model)
+    model = build_model(cfg.model, 'mmseg')
     batch = seg_batch([(3, 128, 160)] * 2)
     losses = train_step(model, batch)
     assert {'decode.loss_ce', 'aux.loss_ce'} <= set(losses)

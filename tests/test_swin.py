@@ -405,16 +405,10 @@ TINY_SWIN = dict(type='PESwinTransformer', embed_dims=32, depths=(2, 2, 2, 2), n
                  window_size=7, drop_path_rate=0.0)
 
 
-def _build(package: str, cfg):
-    import importlib
-    importlib.import_module(f'{package}.utils').register_all_modules()
-    return importlib.import_module(f'{package}.registry').MODELS.build(cfg)
-
-
 @pytest.mark.parametrize('encoding', ['rope_mixed', 'ape'])
 def test_dino_with_pe_swin_trains(encoding):
     from mmengine.hub import get_config
-    from mmpe.testing import det_batch, finite_losses, train_step
+    from mmpe.testing import build_model, det_batch, finite_losses, train_step
     cfg = get_config('mmdet::dino/dino-4scale_r50_8xb2-12e_coco.py').model
     cfg.backbone = dict(TINY_SWIN, out_indices=(1, 2, 3), pos_embed=dict(type=encoding))
     cfg.neck.in_channels = [64, 128, 256]
@@ -424,7 +418,7 @@ def test_dino_with_pe_swin_trains(encoding):
     cfg.encoder.layer_cfg.ffn_cfg.feedforward_channels = 256
     cfg.decoder.layer_cfg.ffn_cfg.feedforward_channels = 256
     torch.manual_seed(0)
-    model = _build('mmdet', cfg)
+    model = build_model(cfg, 'mmdet')
     assert type(model.backbone).__name__ == 'PESwinTransformer'
     losses = train_step(model, det_batch([(3, 128, 160), (3, 112, 150)]))
     assert 'loss_cls' in losses and finite_losses(losses)
@@ -435,7 +429,7 @@ def test_dino_with_pe_swin_trains(encoding):
 @pytest.mark.parametrize('encoding', ['rpb', 'loope'])
 def test_upernet_with_pe_swin_trains(encoding):
     from mmengine.hub import get_config
-    from mmpe.testing import finite_losses, seg_batch, train_step
+    from mmpe.testing import build_model, finite_losses, seg_batch, train_step
     cfg = get_config('mmseg::swin/swin-tiny-patch4-window7-in1k-pre_upernet_8xb2-160k_ade20k-512x512.py')
     model_cfg = cfg.model
     model_cfg.pretrained = None
@@ -446,7 +440,7 @@ def test_upernet_with_pe_swin_trains(encoding):
     model_cfg.auxiliary_head.channels = 16
     model_cfg.data_preprocessor.size = (96, 136)
     torch.manual_seed(0)
-    model = _build('mmseg', model_cfg)
+    model = build_model(model_cfg, 'mmseg')
     losses = train_step(model, seg_batch([(3, 96, 136)] * 2))
     assert {'decode.loss_ce', 'aux.loss_ce'} <= set(losses) and finite_losses(losses)
     assert model.backbone.patch_embed.projection.weight.grad.abs().sum() > 0

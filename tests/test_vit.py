@@ -13,6 +13,7 @@ from torch import nn
 from mmpe.converters import convert_timm_vit, timm_vit_layout
 from mmpe.models import PEVisionTransformer
 from mmpe.pos_embed import resize_pos_table
+from mmpe.testing import build_model
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENCODINGS = {
@@ -324,8 +325,6 @@ def config_from_text(tmp_path, text):
 
 
 def test_dino_with_vit_and_simple_fpn_trains(tmp_path):
-    from mmengine.registry import init_default_scope
-    from mmdet.registry import MODELS
     from mmdet.testing import demo_mm_inputs
     cfg = config_from_text(tmp_path, f"""
 _base_ = 'mmdet::dino/dino-4scale_r50_8xb2-12e_coco.py'
@@ -336,9 +335,7 @@ model = dict(
     encoder=dict(num_layers=1),
     decoder=dict(num_layers=1))
 """)
-    init_default_scope('mmdet')
-    model = MODELS.build(cfg.model)
-    model.init_weights()
+    model = build_model(cfg.model, 'mmdet')
     data = model.data_preprocessor(demo_mm_inputs(2, [(3, 192, 256), (3, 160, 224)], num_items=[3, 2]), True)
     losses = model(**data, mode='loss')
     loss, _ = model.parse_losses(losses)
@@ -349,9 +346,7 @@ model = dict(
 
 
 def test_upernet_with_vit_and_multilevel_neck_trains(tmp_path):
-    from mmengine.registry import init_default_scope
     from mmengine.structures import PixelData
-    from mmseg.registry import MODELS
     from mmseg.structures import SegDataSample
     cfg = config_from_text(tmp_path, f"""
 _base_ = 'mmseg::_base_/models/upernet_vit-b16_ln_mln.py'
@@ -365,9 +360,7 @@ model = dict(
     decode_head=dict(in_channels=[64] * 4, channels=32, num_classes=5, norm_cfg=norm_cfg),
     auxiliary_head=dict(in_channels=64, channels=16, num_classes=5, norm_cfg=norm_cfg))
 """)
-    init_default_scope('mmseg')
-    model = MODELS.build(cfg.model)
-    model.init_weights()
+    model = build_model(cfg.model, 'mmseg')
     model.train()
     inputs = torch.randn(2, 3, 96, 136)
     samples = []
