@@ -1,14 +1,14 @@
 """Additive token encodings: learned APE, fixed 2D sin-cos, LOOPE."""
-from typing import Optional, Tuple
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .base import TokenPosEmbed
-from .grid import cache_builder, gilbert_order, grid_coords
+from .grid import HW, cache_builder, gilbert_order, grid_coords
 
-HW = Tuple[int, int]
+LOOPE_CONTEXTS = ('conv', 'mlp')
 
 
 def _with_prefix(pos: torch.Tensor, num_prefix_tokens: int, prefix_pos: Optional[torch.Tensor]):
@@ -110,8 +110,9 @@ class LOOPEContext(nn.Module):
 
     def __init__(self, patch_size: int, in_channels: int = 3, head: str = 'conv', grid_size: Optional[HW] = None):
         super().__init__()
-        if head not in ('conv', 'mlp'):
-            raise ValueError(f"LOOPE context must be 'conv' or 'mlp', got {head!r}")
+        if head not in LOOPE_CONTEXTS:
+            raise ValueError(f'LOOPE context={head!r} is not supported; accepted: '
+                             f'{", ".join(map(repr, LOOPE_CONTEXTS))}')
         if head == 'mlp' and grid_size is None:
             raise ValueError("LOOPE context='mlp' needs grid_size, the (H, W) patch grid its Linear(N, N) "
                              "head is built for")

@@ -17,7 +17,6 @@ ENCODINGS = {
     'rpb': dict(),
     'none': dict(),
 }
-LOOPE_CONTEXTS = ('conv', 'mlp')
 ROLES = ('token', 'attention')
 
 
@@ -44,9 +43,6 @@ def parse_pos_embed_cfg(cfg: dict) -> Tuple[str, dict]:
     theta = params.get('theta')
     if theta is not None and not (isinstance(theta, (int, float)) and theta > 0):
         raise ValueError(f'pos_embed theta must be a positive number, got {theta!r}')
-    if kind == 'loope' and params['context'] not in LOOPE_CONTEXTS:
-        raise ValueError(f"pos_embed context={params['context']!r} is not supported; "
-                         f'accepted: {_fmt(LOOPE_CONTEXTS)}')
     return kind, params
 
 

@@ -6,15 +6,13 @@ one complex number, rotated by angle a_i:
 Real arithmetic only; angles are computed in float32 and the result keeps the input dtype.
 """
 import math
-from typing import Tuple
 
 import torch
 from torch import nn
 
-from .grid import cache_builder, grid_coords
+from .grid import HW, cache_builder, grid_coords
 from .base import AttentionPosEmbed
 
-HW = Tuple[int, int]
 
 
 def axial_magnitudes(head_dim: int, theta: float) -> torch.Tensor:
