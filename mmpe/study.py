@@ -1,0 +1,276 @@
+"""The encoding study: encodings by name, test-time rescaling of a config, run metadata, tables
+and plots. Shared by tools/eval_multires.py, tools/collect_results.py and tools/compare_encodings.py.
+
+A run directory (one training of one config, encoding and seed) holds mmengine's training
+outputs (checkpoints, ``<timestamp>/vis_data/scalars.json``) and ``multires/`` from
+eval_multires.py: ``multires.csv`` (one row per test scale), ``run.json`` (backbone, encoding,
+seed, config) and ``config.py`` (the evaluated config at scale 1).
+"""
+import ast
+import copy
+import csv
+import json
+import math
+import os
+import os.path as osp
+import re
+from typing import Dict, List, Optional, Sequence, Tuple
+
+# Encodings by name; any other pos_embed dict can be given as NAME=DICT (``parse_encoding``).
+ENCODING_PRESETS = {
+    'ape': dict(type='ape'),
+    'sincos': dict(type='sincos'),
+    'rope_axial': dict(type='rope_axial'),
+    'rope_mixed': dict(type='rope_mixed'),
+    'rope_axial+ape': dict(type='rope_axial', with_ape=True),
+    'rope_mixed+ape': dict(type='rope_mixed', with_ape=True),
+    'loope': dict(type='loope'),
+    'rpb': dict(type='rpb'),
+    'none': dict(type='none'),
+}
+
+
+def parse_encoding(spec: str) -> Tuple[str, dict]:
+    """(name, pos_embed dict) of a preset name ('rope_mixed+ape') or of ``NAME=DICT`` with DICT a
+    JSON or Python dict literal, e.g. ``"rope_mixed interpolate={'type': 'rope_mixed', 'coords': 'interpolate'}"``."""
+    if '=' not in spec:
+        if spec not in ENCODING_PRESETS:
+            raise ValueError(f'encoding {spec!r} is not a preset (accepted: {", ".join(ENCODING_PRESETS)}); '
+                             f'give NAME=DICT for any other pos_embed, e.g. "mine={{\'type\': \'rope_mixed\'}}"')
+        return spec, dict(ENCODING_PRESETS[spec])
+    name, literal = (s.strip() for s in spec.split('=', 1))
+    try:
+        value = json.loads(literal)
+    except json.JSONDecodeError:
+        try:
+            value = ast.literal_eval(literal)
+        except (ValueError, SyntaxError):
+            value = None
+    if not name or not isinstance(value, dict) or 'type' not in value:
+        raise ValueError(f'encoding {spec!r} must be a preset name or NAME=DICT with a pos_embed dict that has a '
+                         f"'type' key (JSON or Python literal)")
+    return name, value
+
+
+def encoding_name(pos_embed: dict) -> str:
+    """The preset name of a pos_embed dict, else ``type(key=value, ...)``."""
+    for name, preset in ENCODING_PRESETS.items():
+        if preset == pos_embed:
+            return name
+    extra = ', '.join(f'{k}={v!r}' for k, v in sorted(pos_embed.items()) if k != 'type')
+    return f'{pos_embed.get("type")}({extra})' if extra else str(pos_embed.get('type'))
+
+
+def run_info(cfg) -> Dict:
+    """backbone, encoding and seed of a run's config: its ``study`` dict (set by
+    compare_encodings.py and the configs/study/ files) where given, else the backbone type, the
+    encoding name of ``model.backbone.pos_embed`` and ``randomness.seed``."""
+    study = cfg.get('study') or {}
+    backbone = cfg.model.get('backbone', {})
+    pos_embed = backbone.get('pos_embed')
+    return dict(backbone=study.get('backbone', backbone.get('type', '?')),
+                encoding=study.get('encoding', encoding_name(dict(pos_embed)) if pos_embed else 'default'),
+                seed=study.get('seed', (cfg.get('randomness') or {}).get('seed')))
+
+
+# ----------------------------------------------------------------------------- test-time scale
+
+def _scaled(value, scale: float):
+    if isinstance(value, (int, float)):
+        return type(value)(round(value * scale)) if isinstance(value, int) else value * scale
+    return type(value)(_scaled(v, scale) for v in value)
+
+
+def scale_test_cfg(cfg, scale: float):
+    """A copy of ``cfg`` whose test images are ``scale`` times the size the config tests at.
+
+    The test pipeline's one resize transform (``scale`` or ``scale_factor``) is multiplied by
+    ``scale``; a pipeline without one gets ``Resize(scale_factor=scale, keep_ratio=True)`` right
+    after image loading (before the annotations, so the metric compares at the original size,
+    as mmdet/mmseg test pipelines do). An mmseg ``slide`` test crop and stride are scaled too.
+    At scale 1 the config is returned unchanged.
+    """
+    if not scale > 0:
+        raise ValueError(f'scale must be positive, got {scale!r}')
+    cfg = copy.deepcopy(cfg)
+    if scale == 1:
+        return cfg
+    dataset = cfg.test_dataloader.dataset
+    pipeline = dataset.get('pipeline')
+    if pipeline is None:
+        raise ValueError('test_dataloader.dataset has no pipeline to rescale (wrapped datasets are not supported)')
+    types = [t['type'].split('.')[-1] for t in pipeline]
+    if 'TestTimeAug' in types:
+        raise ValueError('test pipelines with TestTimeAug are not supported: evaluate one scale at a time')
+    resizes = [i for i, t in enumerate(types) if t.endswith('Resize')]
+    if len(resizes) > 1:
+        raise ValueError(f'test pipeline has {len(resizes)} resize transforms {[types[i] for i in resizes]}; '
+                         f'expected at most one')
+    if resizes:
+        resize = pipeline[resizes[0]]
+        key = 'scale' if resize.get('scale') is not None else 'scale_factor'
+        if resize.get(key) is None:
+            raise ValueError(f'test resize {dict(resize)} has neither scale nor scale_factor')
+        resize[key] = _scaled(resize[key], scale)
+    else:
+        loads = [i for i, t in enumerate(types) if t.startswith('LoadImage')]
+        if not loads:
+            raise ValueError(f'test pipeline {types} has no resize and no LoadImage* transform to insert one after')
+        pipeline.insert(loads[0] + 1, dict(type='Resize', scale_factor=scale, keep_ratio=True))
+    test_cfg = cfg.model.get('test_cfg') or {}
+    if test_cfg.get('mode') == 'slide':
+        test_cfg['crop_size'] = _scaled(test_cfg['crop_size'], scale)
+        test_cfg['stride'] = _scaled(test_cfg['stride'], scale)
+    return cfg
+
+
+def clean_metrics(metrics: Dict) -> Dict[str, float]:
+    """Numeric metrics as floats; CocoMetric's -1 ("no object in this size range") becomes NaN."""
+    out = {}
+    for key, value in metrics.items():
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            out[key] = math.nan if key.startswith('coco/') and value == -1 else float(value)
+    return out
+
+
+# ----------------------------------------------------------------------------- run outputs
+
+MULTIRES = 'multires'
+
+
+def find_runs(paths: Sequence[str]) -> List[str]:
+    """Run directories (those with ``multires/multires.csv``) at or below each path, sorted."""
+    runs = set()
+    for path in paths:
+        if not osp.isdir(path):
+            raise ValueError(f'work dir {path!r} does not exist')
+        for root, dirs, files in os.walk(path):
+            if osp.basename(root) == MULTIRES and 'multires.csv' in files:
+                runs.add(osp.dirname(root))
+                dirs.clear()
+    return sorted(runs)
+
+
+def read_csv(path: str) -> List[Dict]:
+    """Rows of a CSV written by ``write_table``; numbers as floats, empty cells as NaN."""
+    with open(path, newline='') as f:
+        rows = list(csv.DictReader(f))
+    for row in rows:
+        for key, value in row.items():
+            try:
+                row[key] = float(value) if value != '' else math.nan
+            except ValueError:
+                pass
+    return rows
+
+
+def train_speed(run_dir: str) -> Dict[str, float]:
+    """Median training seconds per iteration (mmengine's logged ``time``, first logged window
+    excluded as warm-up when there are more) and peak memory in MB (mmengine logs ``memory``
+    on CUDA only; NaN otherwise), from every ``*/vis_data/scalars.json`` of the run."""
+    times, memory = [], []
+    for stamp in sorted(os.listdir(run_dir)):
+        path = osp.join(run_dir, stamp, 'vis_data', 'scalars.json')
+        if not osp.isfile(path):
+            continue
+        with open(path) as f:
+            logs = [json.loads(line) for line in f if line.strip()]
+        train = [log for log in logs if 'time' in log and 'loss' in log]
+        times += [log['time'] for log in (train[1:] if len(train) > 1 else train)]
+        memory += [log['memory'] for log in train if 'memory' in log]
+    return dict(s_per_iter=sorted(times)[len(times) // 2] if times else math.nan,
+                memory_mb=max(memory) if memory else math.nan)
+
+
+# ----------------------------------------------------------------------------- tables and plots
+
+def fmt(value) -> str:
+    """Table cell: floats to 4 significant digits, NaN as 'n/a', (mean, std) as 'mean ± std'."""
+    if isinstance(value, tuple):
+        return fmt(value[0]) if math.isnan(value[1]) else f'{fmt(value[0])} ± {fmt(value[1])}'
+    if isinstance(value, float):
+        return 'n/a' if math.isnan(value) else f'{value:.4g}'
+    return str(value)
+
+
+def _csv_cells(row: Dict, columns: List[str]) -> Dict:
+    cells = {}
+    for c in columns:
+        value = row.get(c, '')
+        mean, std = value if isinstance(value, tuple) else (value, None)
+        cells[c] = '' if isinstance(mean, float) and math.isnan(mean) else mean
+        if std is not None:
+            cells[c + ' std'] = '' if math.isnan(std) else std
+    return cells
+
+
+def write_table(rows: List[Dict], prefix: str, title: str = '', columns: Optional[List[str]] = None) -> str:
+    """Write ``prefix``.md and ``prefix``.csv; returns the markdown. A (mean, std) value is
+    'mean ± std' in markdown and two CSV columns, ``name`` and ``name std``; NaN is 'n/a' in
+    markdown and an empty CSV cell."""
+    columns = columns or list(rows[0])
+    lines = ([f'### {title}', ''] if title else []) + ['| ' + ' | '.join(columns) + ' |',
+                                                       '|' + '---|' * len(columns)]
+    lines += ['| ' + ' | '.join(fmt(row.get(c, '')) for c in columns) + ' |' for row in rows]
+    markdown = '\n'.join(lines) + '\n'
+    os.makedirs(osp.dirname(osp.abspath(prefix)), exist_ok=True)
+    with open(prefix + '.md', 'w') as f:
+        f.write(markdown)
+    cells = [_csv_cells(row, columns) for row in rows]
+    fields = list(dict.fromkeys(k for row in cells for k in row))
+    with open(prefix + '.csv', 'w', newline='') as f:
+        writer = csv.DictWriter(f, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(cells)
+    return markdown
+
+
+def pyplot():
+    """matplotlib.pyplot on the file-only Agg backend."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def slug(name: str) -> str:
+    """A file-name-safe form of a label."""
+    return re.sub(r'[^A-Za-z0-9_.+-]+', '_', name).strip('_')
+
+
+# ----------------------------------------------------------------------------- per-class metric
+
+try:
+    from mmseg.evaluation import IoUMetric
+    from mmseg.registry import METRICS
+except ImportError:  # mmseg not installed: no ClassIoUMetric (mmdet-only use of this module)
+    IoUMetric = None
+
+if IoUMetric is not None:
+
+    @METRICS.register_module()
+    class ClassIoUMetric(IoUMetric):
+        """mmseg's IoUMetric (aAcc, mIoU, mAcc, ...) plus ``IoU.<class>`` for every class and
+        ``IoU.<group>``, the mean IoU (%) of each named group of classes, e.g.
+        ``class_groups=dict(quadrant=('square-top-left', ...), layout=('disk-left', 'disk-right'))``.
+        Registered in mmseg's METRICS when ``mmpe.study`` is imported (``custom_imports``)."""
+
+        def __init__(self, class_groups: Optional[Dict[str, Sequence[str]]] = None, **kwargs):
+            super().__init__(**kwargs)
+            self.class_groups = dict(class_groups or {})
+
+        def compute_metrics(self, results: list) -> Dict[str, float]:
+            metrics = super().compute_metrics(results)
+            import numpy as np
+            columns = tuple(zip(*results))
+            intersect, union = sum(columns[0]).numpy(), sum(columns[1]).numpy()
+            with np.errstate(invalid='ignore', divide='ignore'):
+                iou = dict(zip(self.dataset_meta['classes'], intersect / union * 100))
+            for group, names in self.class_groups.items():
+                unknown = [n for n in names if n not in iou]
+                if unknown:
+                    raise ValueError(f'class_groups[{group!r}] names unknown classes {unknown}; '
+                                     f'classes: {list(iou)}')
+                metrics[f'IoU.{group}'] = round(float(np.nanmean([iou[n] for n in names])), 2)
+            metrics.update({f'IoU.{name}': round(float(value), 2) for name, value in iou.items()})
+            return metrics
