@@ -1,5 +1,8 @@
-# The flagship: DINO 4-scale + Swin-T + RoPE-Mixed on COCO, 12 epochs.
+# The flagship: DINO 4-scale + Swin-T + RoPE-Mixed on COCO, 12 epochs, from the RoPE-ViT authors'
+# ImageNet weights (hf://naver-ai/swin_rope_mixed_tiny_patch4_window7_224, fetched on first use).
+# Put COCO in data/coco, then
 #   python tools/train.py configs/dino_swin_rope.py
 #   bash tools/dist_train.sh configs/dino_swin_rope.py 8
-# See the inherited file for the checkpoint it expects.
+# Compute nodes without internet: python tools/fetch_weights.py configs/dino_swin_rope.py on a
+# login node first (same HF_HOME), then train with HF_HUB_OFFLINE=1.
 _base_ = './dino/dino-4scale_swin-t-rope-mixed_8xb2-12e_coco.py'

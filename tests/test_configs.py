@@ -1,7 +1,8 @@
 """Every config under configs/ loads, builds on CPU and trains one step; encodings and norms
-get no weight decay; bad configs fail clearly."""
+get no weight decay; weights are named by a known scheme; bad configs fail clearly."""
 import glob
 import os.path as osp
+from urllib.parse import urlparse
 
 import pytest
 import torch
@@ -10,6 +11,8 @@ from mmengine.optim import build_optim_wrapper
 from mmengine.registry import DefaultScope
 
 import mmpe  # noqa: F401
+from mmpe.checkpoint import parse_hf, timm_source
+from mmpe.preflight import config_checkpoints
 from mmpe.testing import build_model, det_batch, finite_losses, seg_batch, train_step
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -60,6 +63,20 @@ def test_config_builds_and_trains_one_step(path):
         if 'pos_embed' in name or 'cls_token' in name or module in no_decay:
             assert decay_of[id(param)] == 0, f'{name} has weight decay in {path}'
     DefaultScope._instance_dict.clear()
+
+
+@pytest.mark.parametrize('path', [c for c in CONFIGS if not c.startswith('configs/demo/')])
+def test_config_names_its_weights_by_a_known_scheme(path):
+    """Every DINO / UperNet config names one ImageNet checkpoint: hf://OWNER/REPO, a timm model
+    with pretrained weights on the hub, or an https URL (nothing is resolved or downloaded)."""
+    [name] = config_checkpoints(Config.fromfile(osp.join(ROOT, path)).model)
+    if name.startswith('hf://'):
+        assert parse_hf(name).repo.startswith('naver-ai/')
+    elif name.startswith('timm://'):
+        assert timm_source(name) == f'hf://timm/{name[len("timm://"):]}'
+    else:
+        url = urlparse(name)
+        assert url.scheme == 'https' and url.netloc == 'github.com' and url.path.endswith('.pth'), name
 
 
 def test_bad_encoding_name_fails_clearly():

@@ -4,9 +4,11 @@
     python tools/convert_swin.py swin_rope_mixed_tiny_patch4_window7_224.pth swin_t_rope_mixed.pth \\
         --pos-embed rope_mixed
 
-Use the result with ``init_cfg=dict(type='Pretrained', checkpoint='swin_t_rope_mixed.pth')`` and
-the same ``pos_embed`` (no ``convert_weights``). The original checkpoints also pickle their yacs
-config, which torch.load(weights_only=True) refuses: pass --trust-pickle for files you trust.
+Not needed to train: PESwinTransformer detects and converts these layouts on load (also by name,
+``hf://naver-ai/swin_rope_mixed_tiny_patch4_window7_224``). The output (for ``init_cfg=dict(
+type='Pretrained', checkpoint='swin_t_rope_mixed.pth')`` with the same ``pos_embed``) is a plain
+mmdet-layout file. Objects the originals pickle besides tensors (their yacs config) are read as plain
+dicts; --trust-pickle reads other trusted files with torch.load(weights_only=False).
 """
 import argparse
 
@@ -24,8 +26,8 @@ def parse_args():
     parser.add_argument('--theta', type=float, default=None,
                         help='RoPE-Axial theta of the target model (default 50, as the authors\' Swin)')
     parser.add_argument('--trust-pickle', action='store_true',
-                        help='read a trusted checkpoint that pickles more than tensors (Microsoft and the RoPE-ViT '
-                             'authors save their yacs config in it) with torch.load(weights_only=False)')
+                        help='read a trusted checkpoint that pickles objects weights_only cannot stand in for '
+                             'with torch.load(weights_only=False)')
     return parser.parse_args()
 
 

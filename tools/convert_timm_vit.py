@@ -1,10 +1,10 @@
-"""Convert a timm ViT checkpoint (Eva RoPE-ViT or VisionTransformer layout) for PEVisionTransformer.
+"""Convert a ViT checkpoint (timm Eva or VisionTransformer, the RoPE-ViT authors' DeiT-III) for PEVisionTransformer.
 
     python tools/convert_timm_vit.py vit_base_patch16_rope_mixed_224.safetensors out.pth
 
 The output holds {'state_dict': ...} and loads with
-``init_cfg=dict(type='Pretrained', checkpoint='out.pth')`` (the backbone also converts timm
-files on the fly; converting once keeps configs independent of timm's layout).
+``init_cfg=dict(type='Pretrained', checkpoint='out.pth')``. Not needed to train: the backbone
+detects and converts these layouts on load (also by name: timm://MODEL.TAG, hf://OWNER/REPO).
 """
 import argparse
 
@@ -18,7 +18,7 @@ def main() -> None:
     parser.add_argument('src', help='timm checkpoint (.pth, .pt, .bin or .safetensors)')
     parser.add_argument('dst', help='output .pth file')
     parser.add_argument('--num-heads', type=int, default=None,
-                        help="attention heads; only needed for the RoPE-ViT authors' own checkpoints (flat 'freqs')")
+                        help="attention heads; only needed for the RoPE-ViT authors' RoPE-Mixed checkpoints (flat 'freqs')")
     parser.add_argument('--trust-pickle', action='store_true',
                         help='read a trusted torch file with weights_only=False (e.g. DeiT checkpoints with args)')
     args = parser.parse_args()

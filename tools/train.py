@@ -3,10 +3,12 @@
 The config's ``default_scope`` ('mmdet' or 'mmseg') decides which toolbox builds it.
     python tools/train.py CONFIG [--work-dir DIR] [--resume [CKPT]] [--amp] [--cfg-options k=v ...]
     bash tools/dist_train.sh CONFIG GPUS [same options]   # torchrun, GPU (nccl) or CPU (gloo)
+Before the Runner is built, ``mmpe.preflight`` checks the datasets and checkpoints the config names.
 """
 import argparse
 
 import mmpe  # noqa: F401  (compatibility fixes and model registration)
+from mmpe import preflight
 from mmpe.launch import add_common_args, build_runner, load_config
 
 
@@ -27,6 +29,7 @@ def main():
         cfg.resume, cfg.load_from = True, None
     elif args.resume is not None:
         cfg.resume, cfg.load_from = True, args.resume
+    preflight.run(cfg, args.config, 'train')  # missing data or weights: one message, exit code 2
     build_runner(cfg).train()
 
 

@@ -1,11 +1,11 @@
 # DINO 4-scale, Swin-T with its relative position bias (RPB), COCO, 12 epochs.
 # The baseline of the Swin encoding comparison; the other Swin-T configs inherit from it.
-# ImageNet weights: Microsoft swin_tiny_patch4_window7_224.pth (Microsoft layout, converted on
-# load by convert_weights=True). Set `pretrained` to your local copy; nothing is downloaded.
+# ImageNet weights: Microsoft's Swin-T release (Microsoft layout, detected and converted on load),
+# downloaded into torch.hub's cache on first use (offline clusters: tools/fetch_weights.py).
 _base_ = 'mmdet::dino/dino-4scale_r50_8xb2-12e_coco.py'
 custom_imports = dict(imports=['mmpe'], allow_failed_imports=False)
 
-pretrained = 'checkpoints/swin_tiny_patch4_window7_224.pth'
+pretrained = 'https://github.com/SwinTransformer/storage/releases/download/v1.0.0/swin_tiny_patch4_window7_224.pth'
 depths = [2, 2, 6, 2]
 model = dict(
     backbone=dict(
@@ -25,7 +25,6 @@ model = dict(
         patch_norm=True,
         out_indices=(1, 2, 3),
         with_cp=False,
-        convert_weights=True,
         init_cfg=dict(type='Pretrained', checkpoint=pretrained)),
     neck=dict(in_channels=[192, 384, 768]))
 

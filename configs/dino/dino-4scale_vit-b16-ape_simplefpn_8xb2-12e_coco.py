@@ -1,13 +1,13 @@
 # DINO 4-scale, ViT-B/16 with a learned absolute position embedding (APE) + simple feature
 # pyramid (ViTDet: 14x14 windows, global attention in blocks 2, 5, 8, 11), COCO, 12 epochs.
 # The baseline of the ViT encoding comparison; the other ViT-B configs inherit from it.
-# ImageNet weights: timm deit3_base_patch16_224.fb_in1k, converted with
-#   python tools/convert_timm_vit.py deit3_base_patch16_224.safetensors checkpoints/vit-b16-ape_mmpe.pth
-# Set `pretrained` to the converted file; nothing is downloaded.
+# ImageNet weights: the RoPE-ViT authors' deit_base_patch16_LS (DeiT-III with APE, the recipe of
+# their RoPE models) from the Hugging Face hub, converted on load (offline clusters:
+# tools/fetch_weights.py).
 _base_ = 'mmdet::dino/dino-4scale_r50_8xb2-12e_coco.py'
 custom_imports = dict(imports=['mmpe'], allow_failed_imports=False)
 
-pretrained = 'checkpoints/vit-b16-ape_mmpe.pth'
+pretrained = 'hf://naver-ai/deit_base_patch16_LS'
 depth = 12
 model = dict(
     backbone=dict(

@@ -1,11 +1,11 @@
 # UperNet, Swin-T with its relative position bias (RPB), ADE20k 512x512, 160k iterations.
 # The baseline of the Swin encoding comparison; the other Swin-T UperNet configs inherit from it.
-# ImageNet weights: mmseg's swin_tiny_patch4_window7_224_20220317-1cdeb081.pth (mmseg layout,
-# loaded as is). Set `pretrained` to your local copy; nothing is downloaded.
+# ImageNet weights: Microsoft's Swin-T release (Microsoft layout, detected and converted on load),
+# downloaded into torch.hub's cache on first use (offline clusters: tools/fetch_weights.py).
 _base_ = 'mmseg::swin/swin-tiny-patch4-window7-in1k-pre_upernet_8xb2-160k_ade20k-512x512.py'
 custom_imports = dict(imports=['mmpe'], allow_failed_imports=False)
 
-pretrained = 'checkpoints/swin_tiny_patch4_window7_224_20220317-1cdeb081.pth'
+pretrained = 'https://github.com/SwinTransformer/storage/releases/download/v1.0.0/swin_tiny_patch4_window7_224.pth'
 model = dict(
     backbone=dict(
         _delete_=True,
@@ -26,7 +26,6 @@ model = dict(
         drop_rate=0.0,
         attn_drop_rate=0.0,
         drop_path_rate=0.3,
-        convert_weights=False,
         init_cfg=dict(type='Pretrained', checkpoint=pretrained)))
 
 # No weight decay for positional encodings (every mmpe encoding parameter lives under a module

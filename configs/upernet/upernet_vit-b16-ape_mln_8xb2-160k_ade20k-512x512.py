@@ -1,13 +1,13 @@
 # UperNet, ViT-B/16 with a learned absolute position embedding (APE, resized from 14x14 to each
 # input grid) + mmseg's MultiLevelNeck, ADE20k 512x512, 160k iterations.
 # The baseline of the ViT encoding comparison; the other ViT-B UperNet configs inherit from it.
-# ImageNet weights: timm deit3_base_patch16_224.fb_in1k, converted with
-#   python tools/convert_timm_vit.py deit3_base_patch16_224.safetensors checkpoints/vit-b16-ape_mmpe.pth
-# Set `pretrained` to the converted file; nothing is downloaded.
+# ImageNet weights: the RoPE-ViT authors' deit_base_patch16_LS (DeiT-III with APE, the recipe of
+# their RoPE models) from the Hugging Face hub, converted on load (offline clusters:
+# tools/fetch_weights.py).
 _base_ = 'mmseg::vit/vit_vit-b16_mln_upernet_8xb2-160k_ade20k-512x512.py'
 custom_imports = dict(imports=['mmpe'], allow_failed_imports=False)
 
-pretrained = 'checkpoints/vit-b16-ape_mmpe.pth'
+pretrained = 'hf://naver-ai/deit_base_patch16_LS'
 model = dict(
     pretrained=None,
     backbone=dict(

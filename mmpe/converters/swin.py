@@ -1,10 +1,13 @@
 """Swin checkpoints -> ``PESwinTransformer`` (mmdet's Swin layout).
 
-- mmdet/mmseg Swin checkpoints already have the layout: ``backbone_state_dict`` only picks the
+``swin_layout`` tells the layouts apart (``SWIN_LAYOUTS``):
+
+- 'mmdet' (mmdet/mmseg Swin) and 'mmpe' (``PESwinTransformer``, the same keys plus encoding
+  parameters under ``pos_embed``) already have the layout: ``backbone_state_dict`` only picks the
   state dict and strips 'module.' / 'backbone.' prefixes.
-- Microsoft layout (official Swin; ``convert_weights=True`` in mmdet): mmdet's own
+- 'microsoft' (official Swin; ``convert_weights=True`` in mmdet): mmdet's own
   ``swin_converter`` renames the keys and reorders the patch-merging channels.
-- The RoPE-ViT authors' Swin RoPE checkpoints (``swin_rope_{axial,mixed}_{tiny,small,base}_
+- 'rope_vit': the RoPE-ViT authors' Swin RoPE checkpoints (``swin_rope_{axial,mixed}_{tiny,small,base}_
   patch4_window7_224``) are the Microsoft layout without RPB tables plus, per block,
   ``layers.{i}.blocks.{j}.attn.rope_freqs`` (2, heads, head_dim/2) = [fx, fy] and the derived
   buffers ``attn.rope_t_x``, ``attn.rope_t_y`` (window-local column / row of each token) and
@@ -29,6 +32,8 @@ SWIN_AXIAL_THETA = 50.0
 
 _ROPE_FREQS = re.compile(r'^layers\.(\d+)\.blocks\.(\d+)\.attn\.rope_freqs$')
 _ROPE_COORDS = re.compile(r'^layers\.\d+\.blocks\.\d+\.attn\.rope_t_([xy])$')
+_MICROSOFT_BLOCK = re.compile(r'^layers\.\d+\.blocks\.\d+\.')
+_MMDET_BLOCK = re.compile(r'^stages\.\d+\.blocks\.\d+\.')
 _ATTN_MASK = re.compile(r'^layers\.\d+\.blocks\.\d+\.attn_mask$')
 # The classifier's head and final norm have no counterpart in the backbone (mmdet ignores them too).
 _CLASSIFIER = re.compile(r'^(head|norm)\.')
@@ -44,6 +49,24 @@ def backbone_state_dict(checkpoint: dict) -> Dict[str, torch.Tensor]:
     if any(k.startswith('backbone.') for k in state_dict):
         state_dict = {k[len('backbone.'):]: v for k, v in state_dict.items() if k.startswith('backbone.')}
     return OrderedDict(state_dict)
+
+
+SWIN_LAYOUTS = {
+    'mmdet': 'mmdet/mmseg Swin',
+    'mmpe': "mmpe's PESwinTransformer",
+    'microsoft': 'Microsoft Swin (official release)',
+    'rope_vit': "the RoPE-ViT authors' Swin RoPE (Microsoft layout with attn.rope_freqs)",
+}
+
+
+def swin_layout(state_dict: Dict[str, torch.Tensor]) -> str:
+    """The ``SWIN_LAYOUTS`` key of a (backbone) Swin state dict; ValueError when it is not one."""
+    if any(_MICROSOFT_BLOCK.match(k) for k in state_dict):
+        return 'rope_vit' if any(_ROPE_FREQS.match(k) for k in state_dict) else 'microsoft'
+    if any(_MMDET_BLOCK.match(k) for k in state_dict):
+        return 'mmpe' if any('pos_embed.' in k for k in state_dict) else 'mmdet'
+    raise ValueError('not a Swin state dict: it has neither layers.*.blocks.* (Microsoft) nor stages.*.blocks.* '
+                     '(mmdet) keys')
 
 
 def axial_as_mixed_freqs(num_heads: int, head_dim: int, theta: float) -> torch.Tensor:

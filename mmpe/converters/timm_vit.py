@@ -1,36 +1,41 @@
-"""timm ViT checkpoints -> ``PEVisionTransformer`` state dicts.
+"""ViT checkpoints -> ``PEVisionTransformer`` state dicts.
 
-Two timm layouts are understood (``timm_vit_layout`` tells them apart):
+``timm_vit_layout`` tells the layouts apart (``VIT_LAYOUTS``); ``convert_timm_vit`` converts them:
 
-- 'eva': timm's ``Eva`` class, which holds the RoPE-ViT authors' weights
+- 'eva': timm's ``Eva`` class, which holds the RoPE-ViT authors' weights in timm
   (``vit_{small,base,large}_patch16_rope{,_mixed}{,_ape}_224.naver_in1k``) and EVA models:
   LayerScale as ``blocks.i.gamma_1/gamma_2``, RoPE-Mixed frequencies as one ``rope.freqs``
   (2, depth, heads, head_dim/2) = [fx, fy] over the 'xy' grid (x = column, y = row), and for
   EVA attention a qkv bias split into ``q_bias``/``v_bias`` (the k bias is fixed at 0).
-  The RoPE-ViT authors' own checkpoints (their DeiT-III code) use the same names except a
-  top-level ``freqs`` (2, depth, heads * head_dim/2), which needs ``num_heads`` to split.
+- 'deit3': the RoPE-ViT authors' own DeiT-III checkpoints (``naver-ai/{rope_axial_,rope_mixed_,
+  rope_axial_ape_,rope_mixed_ape_,}deit_{small,base,large}_patch16_LS``, ``checkpoint['model']``):
+  Eva's names (``gamma_1``, ``attn.qkv``), but RoPE-Mixed frequencies as a top-level ``freqs``
+  (2, depth, heads * head_dim/2), which needs ``num_heads`` to split, plus grid buffers
+  ``freqs_t_x``/``freqs_t_y``. Their RoPE-Axial and APE-only models have no RoPE keys and are
+  indistinguishable from timm's Eva RoPE-Axial weights (same names, same meaning).
 - 'vit': timm's ``VisionTransformer`` (DeiT-III, AugReg, ...): names already match ours
   (``blocks.i.ls1.gamma``, ``attn.qkv``, ``mlp.fc1`` ...).
+- 'mmpe': a ``PEVisionTransformer`` state dict.
 
-Both write the absolute table ``pos_embed`` (1, P + N, C) with P = 0 (``no_embed_class``,
+All write the absolute table ``pos_embed`` (1, P + N, C) with P = 0 (``no_embed_class``,
 DeiT-III, RoPE+APE) or P prefix rows (CLS, registers); it becomes ``pos_embed.pos_embed``
 (1, N, C) and, when P > 0, ``pos_embed.prefix_pos_embed`` (1, P, C), which the backbone
 learns only with ``pos_embed=dict(type='ape', embed_prefix=True)``.
-Axial RoPE has no parameters: timm's axial tables (index grid, 'xy', temperature 100,
-bands ``100 ** (-4k/d)``) are exactly DESIGN's RoPE-Axial with theta 100, so nothing is
+Axial RoPE has no parameters: timm's and the authors' axial tables (index grid, 'xy', temperature
+100, bands ``100 ** (-4k/d)``) are exactly DESIGN's RoPE-Axial with theta 100, so nothing is
 converted for it. Derived RoPE tables and the classification head are dropped and listed
 in the returned ``ignored`` mapping; every other key is passed on for the loader to report.
 """
 import math
-import os
 from typing import Dict, Optional, Tuple
 
 import torch
 
+from ..checkpoint import read_checkpoint
+
 StateDict = Dict[str, torch.Tensor]
 DERIVED_ROPE_KEYS = ('freqs_t_x', 'freqs_t_y', 'freqs_cis')
 HEAD_PREFIXES = ('head.', 'head_dist.', 'fc_norm.')
-EVA_SUFFIXES = ('.gamma_1', '.gamma_2', '.attn.q_bias', '.attn.v_bias')
 
 
 def unwrap_state_dict(checkpoint: dict) -> StateDict:
@@ -42,35 +47,32 @@ def unwrap_state_dict(checkpoint: dict) -> StateDict:
 
 
 def load_state_file(path: str, trust_pickle: bool = False) -> StateDict:
-    """Read a .safetensors or torch (.pth/.pt/.bin) file into a state dict on CPU.
+    """The state dict (``unwrap_state_dict``) of a .safetensors or torch file, read on CPU by
+    ``mmpe.checkpoint.read_checkpoint`` (``trust_pickle``: torch.load(weights_only=False), trusted files only)."""
+    return unwrap_state_dict(read_checkpoint(path, trust_pickle=trust_pickle))
 
-    torch files are read with ``weights_only=True``; ``trust_pickle=True`` lifts that for
-    trusted files that pickle other objects (e.g. DeiT checkpoints storing an argparse.Namespace).
-    """
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f'checkpoint file {path!r} does not exist')
-    if path.endswith('.safetensors'):
-        from safetensors.torch import load_file
-        return load_file(path, device='cpu')
-    try:
-        checkpoint = torch.load(path, map_location='cpu', weights_only=not trust_pickle)
-    except Exception as err:  # torch raises UnpicklingError or RuntimeError for unsafe globals
-        if trust_pickle:
-            raise
-        raise ValueError(f'{path!r} cannot be read with torch.load(weights_only=True): {err}. If you trust the file, '
-                         f'convert it with tools/convert_timm_vit.py --trust-pickle') from err
-    return unwrap_state_dict(checkpoint)
+
+VIT_LAYOUTS = {
+    'mmpe': "mmpe's PEVisionTransformer",
+    'eva': 'timm Eva (timm\'s RoPE-ViT and EVA weights)',
+    'deit3': "the RoPE-ViT authors' DeiT-III (naver-ai/*deit*_LS; timm's Eva RoPE-Axial weights share it)",
+    'vit': 'timm VisionTransformer (DeiT-III, AugReg)',
+}
 
 
 def timm_vit_layout(state_dict: StateDict) -> str:
-    """'eva' (timm Eva / RoPE-ViT authors), 'vit' (timm VisionTransformer) or 'mmpe' (already ours)."""
+    """The ``VIT_LAYOUTS`` key of a ViT state dict; ValueError when it is not one."""
+    if not any(k.startswith('blocks.0.') for k in state_dict) or \
+            any(k.startswith(('layers.', 'stages.')) for k in state_dict):
+        raise ValueError('not a ViT state dict: it has no blocks.0.* keys (or has Swin stages); did you need a '
+                         'key prefix such as "backbone."?')
     if any(k.startswith('pos_embed.') or '.attn.pos_embed.' in k for k in state_dict):
         return 'mmpe'
-    if 'rope.freqs' in state_dict or 'freqs' in state_dict or any(k.endswith(EVA_SUFFIXES) for k in state_dict):
+    if 'rope.freqs' in state_dict or any(k.endswith(('.attn.q_bias', '.attn.v_bias')) for k in state_dict):
         return 'eva'
-    if any(k.startswith('blocks.') for k in state_dict):
-        return 'vit'
-    raise ValueError('not a ViT state dict: it has no blocks.* keys (did you need a key prefix such as "backbone."?)')
+    if 'freqs' in state_dict or 'freqs_t_x' in state_dict or any(k.endswith('.gamma_1') for k in state_dict):
+        return 'deit3'
+    return 'vit'
 
 
 def _is_square(n: int) -> bool:
@@ -105,11 +107,11 @@ def _split_mixed_freqs(freqs: torch.Tensor, num_heads: Optional[int]) -> StateDi
 
 
 def convert_timm_vit(state_dict: StateDict, num_heads: Optional[int] = None) -> Tuple[StateDict, Dict[str, str]]:
-    """Convert a timm ViT state dict (Eva or VisionTransformer layout) to ``PEVisionTransformer`` keys.
+    """Convert a ViT state dict of any ``VIT_LAYOUTS`` layout to ``PEVisionTransformer`` keys.
 
     Args:
         state_dict: the model's tensors (unwrapped, without a key prefix).
-        num_heads: needed only for RoPE-ViT authors' checkpoints with flat ``freqs``.
+        num_heads: needed only for the RoPE-ViT authors' RoPE-Mixed checkpoints (flat ``freqs``).
     Returns:
         (converted state dict, {dropped key: reason}) -- dropped are derived RoPE tables and
         the classification head. Unknown keys are kept, so loading reports them as unexpected.

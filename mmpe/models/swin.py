@@ -345,8 +345,11 @@ class PESwinTransformer(BaseModule):
     # --- weights ------------------------------------------------------------------------------
     def init_weights(self) -> None:
         """From scratch (init_cfg None): mmdet's init (Linear trunc-normal 0.02, LayerNorm 1/0),
-        encodings keep their own init. Pretrained: load, convert if ``convert_weights``, resize
-        relative position bias tables to the window, load non-strictly and log what is missing."""
+        encodings keep their own init. Pretrained (a path, hf://, timm:// or URL): load, detect and
+        log the layout (``mmpe.converters.swin_layout``: mmdet/mmseg, mmpe, Microsoft, the RoPE-ViT
+        authors' Swin RoPE), convert Microsoft-layout ones (``convert_weights`` is not needed), resize
+        relative position bias tables to the window, load non-strictly and log what is missing; a
+        checkpoint of another model (nothing fits) is an error."""
         logger = MMLogger.get_current_instance()
         if self.init_cfg is None:
             logger.warning(f'No pre-trained weights for {type(self).__name__}, training starts from scratch')
@@ -363,11 +366,17 @@ class PESwinTransformer(BaseModule):
                 and 'checkpoint' in self.init_cfg):
             raise ValueError(f"{type(self).__name__} init_cfg must be None or dict(type='Pretrained', "
                              f'checkpoint=...), got {self.init_cfg!r}')
-        checkpoint = CheckpointLoader.load_checkpoint(self.init_cfg['checkpoint'], logger=logger,
-                                                      map_location='cpu')
-        state_dict = backbone_state_dict(checkpoint)
-        if self.convert_weights:
-            state_dict = convert_microsoft_swin(state_dict, self.pos_embed_cfg)
+        from ..converters import check_fills_model, load_backbone_state
+        checkpoint = self.init_cfg['checkpoint']
+        original, layout = load_backbone_state(checkpoint, 'Swin')
+        if layout in ('microsoft', 'rope_vit'):
+            state_dict = convert_microsoft_swin(original, self.pos_embed_cfg)
+        else:
+            state_dict = original
+            if self.convert_weights:
+                logger.info(f'{type(self).__name__}: convert_weights=True ignored: checkpoint {checkpoint} is '
+                            f'already in the mmdet layout')
+        check_fills_model(checkpoint, state_dict, self.state_dict(), 'Swin', original)
         state_dict = resize_rpb_tables(state_dict, self.state_dict())
         result = self.load_state_dict(state_dict, strict=False)
         if result.missing_keys:

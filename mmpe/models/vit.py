@@ -205,22 +205,18 @@ class PEVisionTransformer(BaseModule):
             super().init_weights()
 
     def load_pretrained(self, checkpoint: str, prefix: Optional[str] = None) -> None:
-        """Load a timm (Eva or VisionTransformer layout) or mmpe checkpoint, converting as needed.
+        """Load a ViT checkpoint of any layout ``mmpe.converters.timm_vit_layout`` detects (timm Eva
+        or VisionTransformer, the RoPE-ViT authors' DeiT-III, mmpe), named by path, hf://,
+        timm:// or URL (``mmpe.checkpoint``), converting as needed; the layout is logged.
 
         A learned APE table of another square grid is resized (bicubic) to this model's
         reference grid. Ignored (derived RoPE tables, classification head), missing and
-        unexpected keys are logged.
+        unexpected keys are logged; a checkpoint of another model (nothing fits) is an error.
         """
-        if osp.isfile(checkpoint):
-            state = load_state_file(checkpoint)
-        else:  # URLs and other mmengine schemes
-            from mmengine.runner import CheckpointLoader
-            state = unwrap_state_dict(CheckpointLoader.load_checkpoint(checkpoint, map_location='cpu'))
-        if prefix:
-            state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
-            if not state:
-                raise ValueError(f'checkpoint {checkpoint!r} has no keys starting with prefix={prefix!r}')
-        state, ignored = convert_timm_vit(state, self.num_heads)
+        from ..converters import check_fills_model, load_backbone_state
+        original, _ = load_backbone_state(checkpoint, 'ViT', prefix)
+        state, ignored = convert_timm_vit(original, self.num_heads)
+        check_fills_model(checkpoint, state, self.state_dict(), 'ViT', original)
         table = state.get('pos_embed.pos_embed')
         if isinstance(self.pos_embed, LearnedPosEmbed) and table is not None \
                 and table.shape[1] != self.pos_embed.pos_embed.shape[1]:

@@ -1,0 +1,119 @@
+"""Pre-flight checks before the Runner: missing datasets, annotation files and checkpoints
+(files, and named ones offline) are reported in one message with exit code 2."""
+import importlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from mmengine.config import Config
+
+from mmpe import preflight
+
+ROOT = Path(__file__).resolve().parents[1]
+DEMO = ROOT / 'configs/demo/dino_swin-rope-mixed_synthetic.py'
+FLAGSHIP = ROOT / 'configs/dino_swin_rope.py'
+REVISION = 'b' * 40
+
+
+@pytest.fixture
+def offline_hub(tmp_path, monkeypatch):
+    """An empty Hugging Face cache under HF_HOME, HF_HUB_OFFLINE=1 (huggingface_hub's constants reloaded)."""
+    from huggingface_hub import constants
+    monkeypatch.setenv('HF_HOME', str(tmp_path / 'hf'))
+    monkeypatch.setenv('HF_HUB_OFFLINE', '1')
+    monkeypatch.delenv('HF_HUB_CACHE', raising=False)
+    importlib.reload(constants)
+    yield tmp_path / 'hf' / 'hub'
+    monkeypatch.undo()
+    importlib.reload(constants)
+
+
+def _demo_config(root: Path) -> Config:
+    """The demo detection config on a COCO-layout folder ``root`` with every file it reads."""
+    for split in ('train', 'val'):
+        (root / split).mkdir(parents=True, exist_ok=True)
+        (root / 'annotations').mkdir(exist_ok=True)
+        (root / 'annotations' / f'instances_{split}.json').write_text(json.dumps({}))
+    os.environ['MMPE_SYNTHETIC_DET'] = f'{root}/'
+    try:
+        return Config.fromfile(str(DEMO))
+    finally:
+        del os.environ['MMPE_SYNTHETIC_DET']
+
+
+def test_complete_inputs_pass_and_each_missing_one_is_reported(tmp_path, offline_hub):
+    root = tmp_path / 'det'
+    cfg = _demo_config(root)
+    assert preflight.check(cfg, str(DEMO), 'train') == []
+    assert preflight.check(cfg, str(DEMO), 'test') == []
+
+    (root / 'annotations' / 'instances_val.json').unlink()
+    missing = preflight.check(cfg, str(DEMO), 'train')
+    # read by the val dataset and by CocoMetric
+    assert [m.what for m in missing] == ['CocoDataset annotation file of val_dataloader (ann_file)',
+                                         'annotation file of val_evaluator (CocoMetric ann_file)']
+    assert all(m.where == f'{root}/annotations/instances_val.json: No such file or directory' for m in missing)
+    assert 'cocodataset.org' in missing[0].how and f'--cfg-options val_dataloader.dataset.data_root=DIR/' in \
+        missing[0].how
+
+    cfg.train_dataloader.dataset.data_root = str(tmp_path / 'nowhere')
+    cfg.model.backbone.init_cfg = dict(type='Pretrained', checkpoint=str(tmp_path / 'absent.pth'))
+    cfg.load_from = 'hf://someone/detector/iter_100.pth'
+    missing = {m.what: m for m in preflight.check(cfg, str(DEMO), 'train')}
+    assert missing['CocoDataset root of train_dataloader (data_root)'].where == \
+        f'{tmp_path}/nowhere: No such file or directory'
+    assert missing[f'pretrained checkpoint {tmp_path}/absent.pth'].where == \
+        f'{tmp_path}/absent.pth: No such file or directory'
+    offline = missing['checkpoint to load (load_from) hf://someone/detector/iter_100.pth, not in the local cache '
+                      'and HF_HUB_OFFLINE=1']
+    assert offline.where == str(offline_hub / 'models--someone--detector')
+    assert offline.how.endswith('python tools/fetch_weights.py hf://someone/detector/iter_100.pth')
+
+
+def test_named_checkpoints_in_the_cache_pass(tmp_path, offline_hub):
+    cfg = _demo_config(tmp_path / 'det')
+    name = 'hf://naver-ai/swin_rope_mixed_tiny_patch4_window7_224'
+    cfg.model.backbone.init_cfg = dict(type='Pretrained', checkpoint=name)
+    [missing] = preflight.check(cfg, str(DEMO), 'train')
+    assert missing.how.endswith(f'python tools/fetch_weights.py {DEMO}')
+    snapshot = offline_hub / 'models--naver-ai--swin_rope_mixed_tiny_patch4_window7_224' / 'snapshots' / REVISION
+    snapshot.mkdir(parents=True)
+    torch.save({}, snapshot / 'pytorch_model.bin')
+    (snapshot.parent.parent / 'refs').mkdir()
+    (snapshot.parent.parent / 'refs' / 'main').write_text(REVISION)
+    assert preflight.check(cfg, str(DEMO), 'train') == []
+    cfg.model.backbone.init_cfg.checkpoint = 'timm://no_such_model'
+    [missing] = preflight.check(cfg, str(DEMO), 'train')
+    assert "timm has no pretrained weights named 'no_such_model'" in missing.how
+
+
+def test_config_checkpoints_finds_init_cfg_and_pretrained():
+    model = dict(pretrained='a.pth', backbone=dict(init_cfg=dict(type='Pretrained', checkpoint='hf://o/r')),
+                 neck=[dict(init_cfg=dict(type='Pretrained', checkpoint='a.pth'))], head=dict(init_cfg=None))
+    assert preflight.config_checkpoints(model) == ['a.pth', 'hf://o/r']
+    with pytest.raises(ValueError, match="phase='val': expected one of 'train', 'test'"):
+        preflight.check(Config(dict(model=model)), 'x.py', 'val')
+
+
+def test_train_tool_without_coco_and_weights_exits_2_with_one_message(tmp_path):
+    """The flagship on a machine without COCO and with an empty, offline weight cache."""
+    env = dict(os.environ, HF_HOME=str(tmp_path / 'hf'), HF_HUB_OFFLINE='1', PYTHONPATH=str(ROOT),
+               OMP_NUM_THREADS='1')
+    env.pop('HF_HUB_CACHE', None)
+    proc = subprocess.run([sys.executable, str(ROOT / 'tools/train.py'), str(FLAGSHIP), '--work-dir',
+                           str(tmp_path / 'work')], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    err = proc.stderr
+    assert f'{FLAGSHIP}: cannot start, 4 input(s) missing (nothing was run):' in err, err
+    assert f'CocoDataset root of train_dataloader (data_root): {tmp_path}/data/coco: No such file or directory' in err
+    assert 'CocoDataset root of val_dataloader' in err and 'cocodataset.org' in err
+    assert f'annotation file of val_evaluator (CocoMetric ann_file): {tmp_path}/data/coco/annotations/' in err
+    assert ('pretrained checkpoint hf://naver-ai/swin_rope_mixed_tiny_patch4_window7_224, not in the local cache and '
+            f'HF_HUB_OFFLINE=1: {tmp_path}/hf/hub/models--naver-ai--swin_rope_mixed_tiny_patch4_window7_224') in err
+    assert f'python tools/fetch_weights.py {FLAGSHIP}' in err
+    assert 'Traceback' not in err and not (tmp_path / 'work').exists()

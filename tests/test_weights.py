@@ -1,0 +1,344 @@
+"""Weights by name (hf://, timm://) from a Hugging Face cache built here, offline; layout detection
+of every checkpoint layout both backbones read; clear errors for missing, foreign or unreadable
+checkpoints."""
+import argparse
+import contextlib
+import importlib
+import logging
+import re
+import time
+from pathlib import Path
+
+import pytest
+import timm
+import torch
+from mmengine.logging import MMLogger
+from mmengine.runner import CheckpointLoader, load_checkpoint
+
+from mmpe import checkpoint as ckpt
+from mmpe.converters import (SWIN_LAYOUTS, VIT_LAYOUTS, convert_microsoft_swin, describe_state_dict, swin_layout,
+                             timm_vit_layout)
+from mmpe.models import PESwinTransformer, PEVisionTransformer
+
+DATA = Path(__file__).resolve().parent / 'data'
+VIT = dict(img_size=64, patch_size=16, embed_dims=64, depth=2, num_heads=4, layer_scale_init_value=1e-5)
+TIMM_VIT = dict(img_size=64, embed_dim=64, depth=2, num_heads=4)
+SWIN = dict(embed_dims=32, depths=(2, 2), num_heads=(2, 4), strides=(4, 2), out_indices=(0, 1), window_size=4,
+            pretrain_img_size=64, drop_path_rate=0.0)
+REVISION = 'a' * 40
+
+
+def _perturbed(model: torch.nn.Module, seed: int = 0) -> dict:
+    """The state dict of ``model`` with every floating tensor moved away from its init."""
+    gen = torch.Generator().manual_seed(seed)
+    return {k: v + 0.05 * torch.randn(v.shape, generator=gen) if v.is_floating_point() else v
+            for k, v in model.state_dict().items()}
+
+
+def _timm_swin_microsoft() -> dict:
+    """A small Swin in the Microsoft layout: timm's Swin keys, with each patch merging at the end of
+    its stage (timm puts it at the start of the next) and the classifier named 'head'."""
+    from timm.models.swin_transformer import SwinTransformer
+    torch.manual_seed(0)
+    model = SwinTransformer(img_size=64, embed_dim=32, depths=(2, 2), num_heads=(2, 4), window_size=4,
+                            num_classes=10)
+    return {re.sub(r'layers\.(\d+)\.downsample', lambda m: f'layers.{int(m[1]) - 1}.downsample', k)
+            .replace('head.fc.', 'head.'): v for k, v in _perturbed(model).items()}
+
+
+def _authors_swin_rope(microsoft: dict) -> dict:
+    """The RoPE-ViT authors' Swin RoPE layout (tests/data key lists) of the same small Swin:
+    no RPB tables, per-block attn.rope_freqs (2, heads, d/2) and window coordinates."""
+    gen = torch.Generator().manual_seed(3)
+    out = {}
+    for key, value in microsoft.items():
+        if key.endswith('relative_position_bias_table'):
+            block = key[:-len('relative_position_bias_table')]
+            heads = value.shape[1]
+            out[block + 'rope_freqs'] = torch.randn(2, heads, 32 * 2 ** int(key.split('.')[1]) // heads // 2,
+                                                    generator=gen)
+            t = torch.arange(16.)
+            out[block + 'rope_t_x'], out[block + 'rope_t_y'] = t % 4, torch.div(t, 4, rounding_mode='floor')
+        elif not key.endswith('relative_position_index'):
+            out[key] = value
+    return out
+
+
+def _authors_deit3(eva: dict) -> dict:
+    """The RoPE-ViT authors' DeiT-III RoPE-Mixed layout (deit/models_v2_rope.py) of timm Eva weights:
+    one flat ``freqs`` (2, depth, heads * d/2) and grid buffers instead of ``rope.freqs``."""
+    out = {k: v for k, v in eva.items() if k != 'rope.freqs'}
+    out['freqs'] = eva['rope.freqs'].flatten(2)
+    t = torch.arange(16.)
+    out['freqs_t_x'], out['freqs_t_y'] = t % 4, torch.div(t, 4, rounding_mode='floor')
+    return out
+
+
+def _real_key_layout(name: str) -> dict:
+    """A state dict with the keys and shapes of a published checkpoint (tests/data), for detection."""
+    state = {}
+    for line in (DATA / name).read_text().splitlines():
+        if line.strip() and not line.startswith('#'):
+            key, shape = line.split('\t')
+            state[key] = torch.empty(tuple(int(s) for s in re.findall(r'\d+', shape)))
+    return state
+
+
+@pytest.fixture(scope='module')
+def checkpoints():
+    """{name: (state dict or checkpoint, file name in the hub repo)} in every layout."""
+    torch.manual_seed(0)
+    eva = _perturbed(timm.create_model('vit_small_patch16_rope_mixed_224', pretrained=False, **TIMM_VIT))
+    deit = _perturbed(timm.create_model('deit3_small_patch16_224', pretrained=False, **TIMM_VIT))
+    from mmdet.models.backbones import SwinTransformer
+    mmdet = _perturbed(SwinTransformer(**{k: v for k, v in SWIN.items() if k != 'pretrain_img_size'}))
+    microsoft = _timm_swin_microsoft()
+    return {
+        'timm_eva': (eva, 'model.safetensors'),
+        'timm_vit': (deit, 'model.safetensors'),
+        # the authors' files hold {'model': ...} and pickle their argparse options
+        'authors_deit3': ({'model': _authors_deit3(eva), 'args': argparse.Namespace(lr=1e-3)}, 'pytorch_model.bin'),
+        'mmpe_vit': ({'state_dict': _perturbed(PEVisionTransformer(**VIT, pos_embed=dict(type='rope_mixed')))},
+                     'vit_mmpe.pth'),
+        'mmdet_swin': ({'state_dict': {'backbone.' + k: v for k, v in mmdet.items()}}, 'det.pth'),
+        'microsoft_swin': ({'model': microsoft}, 'swin_tiny.pth'),
+        'authors_swin': ({'model': _authors_swin_rope(microsoft), 'config': argparse.Namespace(window=4)},
+                         'pytorch_model.bin'),
+        'mmpe_swin': (_perturbed(PESwinTransformer(**SWIN, pos_embed=dict(type='rope_mixed'))), 'model.safetensors'),
+    }
+
+
+def _write(path: Path, obj) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix == '.safetensors':
+        from safetensors.torch import save_file
+        save_file({k: v.contiguous() for k, v in obj.items()}, str(path))
+    else:
+        torch.save(obj, path)
+
+
+@pytest.fixture(scope='module')
+def hub(tmp_path_factory, checkpoints):
+    """HF_HOME with huggingface_hub's cache layout (hub/models--OWNER--REPO/{refs/main,snapshots/REV/FILE})
+    holding every checkpoint as test/<name> (and the Eva weights where timm:// looks for them);
+    HF_HUB_OFFLINE=1. huggingface_hub reads both variables on import: its constants are reloaded."""
+    home = tmp_path_factory.mktemp('hf_home')
+    repos = {f'test/{name}': (obj, filename) for name, (obj, filename) in checkpoints.items()}
+    repos['timm/vit_small_patch16_rope_mixed_224.naver_in1k'] = checkpoints['timm_eva']
+    for repo, (obj, filename) in repos.items():
+        folder = home / 'hub' / ('models--' + repo.replace('/', '--'))
+        _write(folder / 'snapshots' / REVISION / filename, obj)
+        (folder / 'refs').mkdir()
+        (folder / 'refs' / 'main').write_text(REVISION)
+    from huggingface_hub import constants
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv('HF_HOME', str(home))
+        mp.setenv('HF_HUB_OFFLINE', '1')
+        mp.delenv('HF_HUB_CACHE', raising=False)
+        importlib.reload(constants)
+        yield home
+    importlib.reload(constants)
+
+
+def _features(model, size=(64, 96)):
+    torch.manual_seed(1)
+    with torch.no_grad():
+        return model.eval()(torch.randn(1, 3, *size))
+
+
+def _loaded(cls, checkpoint, **kwargs):
+    model = cls(**kwargs, init_cfg=dict(type='Pretrained', checkpoint=checkpoint))
+    model.init_weights()
+    return model
+
+
+CASES = [  # (checkpoint, backbone, kwargs)
+    ('timm_eva', PEVisionTransformer, dict(VIT, pos_embed=dict(type='rope_mixed'))),
+    ('timm_vit', PEVisionTransformer, dict(VIT, pos_embed=dict(type='ape'))),
+    ('authors_deit3', PEVisionTransformer, dict(VIT, pos_embed=dict(type='rope_mixed'))),
+    ('mmpe_vit', PEVisionTransformer, dict(VIT, pos_embed=dict(type='rope_mixed'))),
+    ('mmdet_swin', PESwinTransformer, dict(SWIN)),
+    ('microsoft_swin', PESwinTransformer, dict(SWIN)),
+    ('authors_swin', PESwinTransformer, dict(SWIN, pos_embed=dict(type='rope_mixed'))),
+    ('mmpe_swin', PESwinTransformer, dict(SWIN, pos_embed=dict(type='rope_mixed'))),
+]
+
+
+@pytest.mark.parametrize('name, cls, kwargs', CASES, ids=[c[0] for c in CASES])
+def test_hf_checkpoint_loads_like_its_local_file(hub, name, cls, kwargs):
+    """hf://OWNER/REPO (weight file found by name) through init_cfg gives the same weights and
+    features as the same file by its local path, and as the file's tensors converted directly."""
+    by_name = _loaded(cls, f'hf://test/{name}', **kwargs)
+    path = ckpt.cached_file(f'hf://test/{name}')
+    assert path.startswith(str(hub / 'hub' / f'models--test--{name}' / 'snapshots' / REVISION))
+    by_path = _loaded(cls, path, **kwargs)
+    for a, b in zip(_features(by_name), _features(by_path)):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    # Independently of the loader: the file's tensors (converted where the layout needs it) are in the model.
+    state = ckpt.read_checkpoint(path)
+    state = state.get('state_dict', state.get('model', state))
+    if name == 'microsoft_swin':
+        state = convert_microsoft_swin(state)
+    if name == 'authors_swin':
+        state = convert_microsoft_swin(state, dict(type='rope_mixed'))
+    model_state = by_name.state_dict()
+    for key, value in state.items():
+        key = key[len('backbone.'):] if key.startswith('backbone.') else key
+        if key in model_state and model_state[key].shape == value.shape:
+            torch.testing.assert_close(model_state[key], value, rtol=0, atol=0, msg=key)
+
+
+def test_authors_deit3_layout_equals_timm_eva(hub):
+    """The authors' DeiT-III file (flat freqs, pickled argparse options) and timm's Eva file of the
+    same weights give the same model."""
+    kwargs = dict(VIT, pos_embed=dict(type='rope_mixed'))
+    for a, b in zip(_features(_loaded(PEVisionTransformer, 'hf://test/authors_deit3', **kwargs)),
+                    _features(_loaded(PEVisionTransformer, 'hf://test/timm_eva', **kwargs))):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_timm_scheme_and_load_from(hub, checkpoints):
+    """timm://MODEL.TAG is the hub file timm's pretrained config names; mmengine's load_checkpoint
+    (load_from, tools/test.py) reads hf:// and timm:// through the registered schemes."""
+    name = 'timm://vit_small_patch16_rope_mixed_224.naver_in1k'
+    assert ckpt.timm_source(name) == 'hf://timm/vit_small_patch16_rope_mixed_224.naver_in1k'
+    assert ckpt.timm_source('timm://vit_small_patch16_rope_mixed_224') == ckpt.timm_source(name)  # default tag
+    kwargs = dict(VIT, pos_embed=dict(type='rope_mixed'))
+    for a, b in zip(_features(_loaded(PEVisionTransformer, name, **kwargs)),
+                    _features(_loaded(PEVisionTransformer, 'hf://test/timm_eva', **kwargs))):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    assert CheckpointLoader._get_checkpoint_loader(name) is ckpt.load_from_timm
+    model = PESwinTransformer(**SWIN, pos_embed=dict(type='rope_mixed'))
+    load_checkpoint(model, 'hf://test/mmpe_swin/model.safetensors', strict=True)
+    expected = checkpoints['mmpe_swin'][0]
+    for key, value in model.state_dict().items():
+        torch.testing.assert_close(value, expected[key], rtol=0, atol=0)
+
+
+def test_hub_names_files_and_revisions(hub, tmp_path):
+    assert ckpt.parse_hf('hf://o/r') == ckpt.HubFile('o/r')
+    assert ckpt.parse_hf('hf://o/r/sub/f.pth@v1') == ckpt.HubFile('o/r', 'sub/f.pth', 'v1')
+    assert ckpt.parse_hf('hf://o/r@v1/f.pth') == ckpt.HubFile('o/r', 'f.pth', 'v1')  # huggingface_hub's order
+    for bad in ('hf://o', 'hf://o/', 'hf://o/r/', 'hf://o/r@', 'hf:///r'):
+        with pytest.raises(ValueError, match='expected hf://OWNER/REPO'):
+            ckpt.parse_hf(bad)
+    # A named file and a revision (a ref and a commit) resolve in the cache.
+    folder = hub / 'hub' / 'models--test--mmpe_vit'
+    assert ckpt.cached_file('hf://test/mmpe_vit/vit_mmpe.pth') == str(folder / 'snapshots' / REVISION / 'vit_mmpe.pth')
+    assert ckpt.cached_file(f'hf://test/mmpe_vit@{REVISION}') == ckpt.cached_file('hf://test/mmpe_vit')
+    assert ckpt.cached_file('hf://test/mmpe_vit@v2') is None
+    # Without FILE: model.safetensors before pytorch_model.bin; several .pth are ambiguous.
+    snapshot = hub / 'hub' / 'models--test--mmpe_swin' / 'snapshots' / REVISION
+    (snapshot / 'pytorch_model.bin').write_bytes(b'')
+    assert ckpt.cached_file('hf://test/mmpe_swin').endswith('model.safetensors')
+    (snapshot / 'pytorch_model.bin').unlink()
+    snapshot = hub / 'hub' / 'models--test--microsoft_swin' / 'snapshots' / REVISION
+    (snapshot / 'other.pth').write_bytes(b'')
+    try:
+        with pytest.raises(ValueError, match=r'several \.pth files \(other\.pth, swin_tiny\.pth\); name one'):
+            ckpt.cached_file('hf://test/microsoft_swin')
+    finally:
+        (snapshot / 'other.pth').unlink()
+
+
+def test_offline_miss_fails_at_once_naming_repo_cache_and_command(hub):
+    """A name that is not cached, offline: one clear error, at once (a hang check, not a benchmark)."""
+    for name, repo in (('hf://nobody/missing', 'nobody/missing'),
+                       ('timm://vit_base_patch16_rope_224.naver_in1k', 'timm/vit_base_patch16_rope_224.naver_in1k')):
+        start = time.perf_counter()
+        with pytest.raises(ckpt.CheckpointNotCachedError) as err:
+            _loaded(PEVisionTransformer, name, **VIT)
+        elapsed = time.perf_counter() - start
+        message = str(err.value)
+        assert f'repo {repo}' in message and 'HF_HUB_OFFLINE=1' in message
+        assert str(hub / 'hub' / ('models--' + repo.replace('/', '--'))) in message
+        assert f'python tools/fetch_weights.py {name}' in message
+        assert elapsed < 5, f'{name}: the offline miss took {elapsed:.1f} s'
+    url = 'https://example.org/weights/swin.pth'
+    with pytest.raises(ckpt.CheckpointNotCachedError, match=r'looked in .*checkpoints/swin\.pth.*fetch_weights'):
+        ckpt.resolve(url)
+    with pytest.raises(ValueError, match="timm has no pretrained weights named 'no_such_model'"):
+        ckpt.resolve('timm://no_such_model')
+
+
+# ------------------------------------------------------------------------------- layout detection
+def test_layout_detection_of_every_layout(checkpoints):
+    from mmpe.converters import backbone_state_dict
+    vit = {name: timm_vit_layout(backbone_state_dict(checkpoints[name][0]))
+           for name in ('timm_eva', 'timm_vit', 'authors_deit3', 'mmpe_vit')}
+    assert vit == dict(timm_eva='eva', timm_vit='vit', authors_deit3='deit3', mmpe_vit='mmpe')
+    swin = {name: swin_layout(backbone_state_dict(checkpoints[name][0]))
+            for name in ('mmdet_swin', 'microsoft_swin', 'authors_swin', 'mmpe_swin')}
+    assert swin == dict(mmdet_swin='mmdet', microsoft_swin='microsoft', authors_swin='rope_vit', mmpe_swin='mmpe')
+    for variant in ('axial', 'mixed'):  # the key lists of the published checkpoints
+        assert swin_layout(_real_key_layout(f'naver_swin_rope_{variant}_tiny_patch4_window7_224_keys.txt')) == \
+            'rope_vit'
+    assert set(VIT_LAYOUTS) == set(vit.values()) and set(SWIN_LAYOUTS) == set(swin.values())
+
+
+@contextlib.contextmanager
+def _log_messages():
+    """The messages logged to mmengine's current logger inside the block."""
+    messages = []
+    handler = logging.Handler()
+    handler.emit = lambda record: messages.append(record.getMessage())
+    logger = MMLogger.get_current_instance()
+    logger.addHandler(handler)
+    try:
+        yield messages
+    finally:
+        logger.removeHandler(handler)
+
+
+def test_detected_layout_is_logged(hub):
+    with _log_messages() as messages:
+        _loaded(PESwinTransformer, 'hf://test/authors_swin', **dict(SWIN, pos_embed=dict(type='rope_mixed')))
+    assert "checkpoint hf://test/authors_swin: detected layout 'rope_vit': the RoPE-ViT authors' Swin RoPE " \
+        '(Microsoft layout with attn.rope_freqs)' in messages
+
+
+@pytest.mark.parametrize('name, cls, kwargs, looks_like', [
+    ('timm_vit', PESwinTransformer, SWIN, "a ViT state dict, layout 'vit': timm VisionTransformer"),
+    ('authors_deit3', PESwinTransformer, SWIN, "a ViT state dict, layout 'deit3': the RoPE-ViT authors' DeiT-III"),
+    ('microsoft_swin', PEVisionTransformer, VIT, "a Swin state dict, layout 'microsoft': Microsoft Swin"),
+    ('mmdet_swin', PEVisionTransformer, VIT, "a Swin state dict, layout 'mmdet': mmdet/mmseg Swin"),
+])
+def test_checkpoint_of_another_model_is_an_error(hub, name, cls, kwargs, looks_like):
+    with pytest.raises(ValueError, match=f'checkpoint hf://test/{name} is not a (ViT|Swin) checkpoint: it looks '
+                                         f'like {looks_like}'):
+        _loaded(cls, f'hf://test/{name}', **kwargs)
+
+
+def test_foreign_state_dict_and_unreadable_file(tmp_path):
+    resnet = tmp_path / 'resnet.pth'
+    torch.save({'state_dict': {'conv1.weight': torch.zeros(1), 'layer1.0.conv1.weight': torch.zeros(1)}}, resnet)
+    assert describe_state_dict({'conv1.weight': 0}) == \
+        'neither a ViT nor a Swin state dict (1 entries: conv1.weight, ...)'
+    text = tmp_path / 'notes.pth'
+    text.write_text('not a checkpoint')
+    for cls, kwargs in ((PEVisionTransformer, VIT), (PESwinTransformer, SWIN)):
+        with pytest.raises(ValueError, match=f'checkpoint {resnet} is not a .* checkpoint: it looks like neither a '
+                                             f'ViT nor a Swin state dict .*conv1.weight'):
+            _loaded(cls, str(resnet), **kwargs)
+        with pytest.raises(ValueError, match=f"'{text}' is not a checkpoint file that safetensors or "
+                                             r'torch.load\(weights_only=True\) can read'):
+            _loaded(cls, str(text), **kwargs)
+        with pytest.raises(FileNotFoundError, match='does not exist'):
+            _loaded(cls, str(tmp_path / 'absent.pth'), **kwargs)
+
+
+def test_nothing_fits_is_an_error_and_partial_match_a_warning(tmp_path, checkpoints):
+    """Keys of the right layout but none of the model's: an error; an RPB checkpoint for a
+    RoPE-Mixed model: loads, with the missing and unused keys listed."""
+    only_head = tmp_path / 'head.pth'
+    torch.save({'blocks.0.unknown': torch.zeros(1), 'head.weight': torch.zeros(2, 2)}, only_head)
+    with pytest.raises(ValueError, match=f"checkpoint {only_head} fills none of the ViT backbone's weights: it looks "
+                                         "like a ViT state dict, layout 'vit'"):
+        _loaded(PEVisionTransformer, str(only_head), **VIT)
+    rpb = tmp_path / 'rpb.pth'
+    torch.save(checkpoints['mmdet_swin'][0], rpb)
+    with _log_messages() as messages:
+        _loaded(PESwinTransformer, str(rpb), **dict(SWIN, pos_embed=dict(type='rope_mixed')))
+    text = '\n'.join(messages)
+    assert 'keys not in the checkpoint' in text and 'stages.0.blocks.0.attn.w_msa.pos_embed.freqs' in text
+    assert 'checkpoint keys not used' in text and 'relative_position_bias_table' in text
