@@ -1,7 +1,8 @@
 """Patch-grid coordinates and the generalized Hilbert ("Gilbert") order."""
 from functools import lru_cache, wraps
-from typing import Iterator, Tuple
+from typing import Tuple
 
+import numpy as np
 import torch
 
 HW = Tuple[int, int]
@@ -31,38 +32,87 @@ def grid_coords(hw: HW, device=None) -> Tuple[torch.Tensor, torch.Tensor]:
     return x.to(device), y.to(device)
 
 
-def _sign(v: int) -> int:
-    return (v > 0) - (v < 0)
+# Gilbert order: Jakub Červený's gilbert2d recursion, run breadth-first on numpy arrays. A rectangle is a
+# column (p, da, w, db, h, first): flat index p = row * width + col of its first cell, flat unit step da and
+# length w of its major axis, flat unit step db and length h of its minor axis (gilbert2d's axis vectors are
+# a = da * w, b = db * h), and the 0-based curve step of its first cell.
+_TILE = 16  # rectangles with both sides <= _TILE are filled from a table of their curves
 
 
-def _gilbert(x: int, y: int, ax: int, ay: int, bx: int, by: int) -> Iterator[Tuple[int, int]]:
-    """Cells (x, y) of the rectangle spanned from (x, y) by major axis a and minor axis b."""
-    w, h = abs(ax + ay), abs(bx + by)
-    dax, day = _sign(ax), _sign(ay)
-    dbx, dby = _sign(bx), _sign(by)
-    if h == 1:
-        for i in range(w):
-            yield x + i * dax, y + i * day
-        return
-    if w == 1:
-        for i in range(h):
-            yield x + i * dbx, y + i * dby
-        return
-    ax2, ay2, bx2, by2 = ax // 2, ay // 2, bx // 2, by // 2
-    if 2 * w > 3 * h:
-        # Long rectangle: split along the major axis into two halves, preferring even steps.
-        if abs(ax2 + ay2) % 2 and w > 2:
-            ax2, ay2 = ax2 + dax, ay2 + day
-        yield from _gilbert(x, y, ax2, ay2, bx, by)
-        yield from _gilbert(x + ax2, y + ay2, ax - ax2, ay - ay2, bx, by)
-    else:
-        # Standard case: up along the minor axis, across, and back down.
-        if abs(bx2 + by2) % 2 and h > 2:
-            bx2, by2 = bx2 + dbx, by2 + dby
-        yield from _gilbert(x, y, bx2, by2, ax2, ay2)
-        yield from _gilbert(x + bx2, y + by2, ax, ay, bx - bx2, by - by2)
-        yield from _gilbert(x + (ax - dax) + (bx2 - dbx), y + (ay - day) + (by2 - dby),
-                            -bx2, -by2, -(ax - ax2), -(ay - ay2))
+def _gilbert_split(rects: np.ndarray, tile: int) -> Tuple[np.ndarray, np.ndarray]:
+    """Split rectangles (6, R) with gilbert2d's rules, one recursion level for all of them at a time, until
+    each is a run (one cell high: along a; else one cell wide: along b) or fits in tile x tile.
+
+    Returns the runs, int64 (4, R1): flat index of the first cell, flat unit step, length and first curve
+    step; and the tiles, int64 (6, R2) rectangles.
+    """
+    runs, tiles = [], []
+    while rects.shape[1]:
+        p, da, w, db, h, first = rects
+        along_a = h == 1
+        is_run = along_a | (w == 1)
+        is_tile = (w <= tile) & (h <= tile)
+        runs.append(np.stack([p, np.where(along_a, da, db), np.where(along_a, w, h), first])[:, is_run & ~is_tile])
+        tiles.append(rects[:, is_tile])
+        rects = rects[:, ~(is_run | is_tile)]
+        long = 2 * rects[2] > 3 * rects[4]
+
+        # Long rectangles: two parts along a, the first one of even length if possible. gilbert2d halves an
+        # axis vector by floor division: |a // 2| = w // 2, or (w + 1) // 2 if a points backwards.
+        p, da, w, db, h, first = rects[:, long]
+        w2 = (w + (da < 0)) // 2
+        w2 += (w2 % 2 == 1) & (w > 2)
+        children = [[p, da, w2, db, h, first],
+                    [p + w2 * da, da, w - w2, db, h, first + w2 * h]]
+
+        # Others: up along half of b (even if possible), across along a, back down.
+        p, da, w, db, h, first = rects[:, ~long]
+        w2 = (w + (da < 0)) // 2
+        h2 = (h + (db < 0)) // 2
+        h2 += (h2 % 2 == 1) & (h > 2)
+        size_1, size_2 = h2 * w2, w * (h - h2)
+        children += [[p, db, h2, da, w2, first],
+                     [p + h2 * db, da, w, db, h - h2, first + size_1],
+                     [p + (w - 1) * da + (h2 - 1) * db, -db, h2, -da, w - w2, first + size_1 + size_2]]
+        rects = np.concatenate([np.stack(child) for child in children], axis=1)
+    return np.concatenate(runs, axis=1), np.concatenate(tiles, axis=1)
+
+
+def _pieces(sizes: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """For pieces of the given sizes (R,) laid one after the other: the piece of each cell and the cell's
+    index in its piece, both (sum(sizes),)."""
+    piece = np.repeat(np.arange(sizes.size), sizes)
+    return piece, np.arange(piece.size) - (np.cumsum(sizes) - sizes)[piece]
+
+
+def _run_cells(runs: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """Flat index and curve step of every cell of the runs (4, R) of ``_gilbert_split``."""
+    start, step, length, first = runs
+    run, k = _pieces(length)
+    return start[run] + k * step[run], first[run] + k
+
+
+def _tile_type(da: np.ndarray, w: np.ndarray, db: np.ndarray, h: np.ndarray) -> np.ndarray:
+    """Index in the tile table of rectangles with both sides <= _TILE: gilbert2d's curve of a rectangle,
+    as offsets along a and b from its first cell, depends only on w, h and the directions of a and b."""
+    return (((w - 1) * _TILE + h - 1) * 2 + (da < 0)) * 2 + (db < 0)
+
+
+@lru_cache(maxsize=1)
+def _tile_curves() -> Tuple[np.ndarray, np.ndarray]:
+    """Offsets (i along a, j along b) of the k-th cell of the curve of each tile type, int8 arrays
+    (types * _TILE**2,) indexed by type * _TILE**2 + k: ``_gilbert_split`` of one rectangle per type, down
+    to runs, in a _TILE x _TILE frame."""
+    s = _TILE
+    w, h, back_a, back_b = (v.ravel() for v in np.meshgrid(np.arange(1, s + 1), np.arange(1, s + 1), [0, 1], [0, 1],
+                                                            indexing='ij'))
+    x0, y0 = (w - 1) * back_a, (h - 1) * back_b  # first cell: a backward axis starts at the far side
+    rects = np.stack([x0 + s * y0, 1 - 2 * back_a, w, s * (1 - 2 * back_b), h, np.arange(w.size) * s * s])
+    cell, step = _run_cells(_gilbert_split(rects, tile=0)[0])
+    local = np.zeros(w.size * s * s, dtype=np.int64)  # local cell of each step; 0 past a type's w * h cells
+    local[step] = cell
+    tile = np.arange(local.size) // (s * s)
+    return np.abs(local % s - x0[tile]).astype(np.int8), np.abs(local // s - y0[tile]).astype(np.int8)
 
 
 @lru_cache(maxsize=64)
@@ -76,8 +126,15 @@ def gilbert_order(height: int, width: int) -> torch.LongTensor:
     """
     if height < 1 or width < 1:
         raise ValueError(f'gilbert_order needs a grid of at least 1 x 1, got {height} x {width}')
-    cells = _gilbert(0, 0, width, 0, 0, height) if width >= height else _gilbert(0, 0, 0, height, width, 0)
-    cols, rows = torch.tensor(list(cells), dtype=torch.long).unbind(1)
-    order = torch.empty(height, width, dtype=torch.long)
-    order[rows, cols] = torch.arange(1, height * width + 1)
-    return order
+    # gilbert2d(width, height): the major axis is the longer side.
+    root = [0, 1, width, width, height, 0] if width >= height else [0, width, height, 1, width, 0]
+    runs, tiles = _gilbert_split(np.array(root, dtype=np.int64)[:, None], _TILE)
+    order = np.empty(height * width, dtype=np.int64)  # 0-based curve step of each cell, row-major
+    cell, step = _run_cells(runs)
+    order[cell] = step
+    p, da, w, db, h, first = tiles
+    tile, k = _pieces(w * h)
+    entry = _tile_type(da, w, db, h)[tile] * _TILE ** 2 + k
+    i, j = (offsets[entry] for offsets in _tile_curves())
+    order[p[tile] + i * da[tile] + j * db[tile]] = first[tile] + k
+    return torch.from_numpy(order + 1).view(height, width)
