@@ -54,6 +54,8 @@ def parse_args(argv=None):
     parser.add_argument('--test-seed', type=int, default=1000)
     parser.add_argument('--threads', type=int, default=1, help='torch threads (the machine is shared)')
     parser.add_argument('--quick', action='store_true', help=f'smoke test: {QUICK}')
+    parser.add_argument('--table-only', action='store_true',
+                        help='train nothing: write the tables from the runs already in runs.jsonl')
     parser.add_argument('--out', default='work_dirs/three_cell')
     args = parser.parse_args(argv)
     if args.quick:
@@ -94,6 +96,8 @@ def summarize(results, encodings, majority) -> list:
     rows = []
     for encoding in encodings:
         runs = [r for r in results if r['settings']['encoding'] == encoding]
+        if not runs:
+            continue
         row = dict(encoding=encoding, seeds=len(runs))
         for col in COLUMNS:
             values = [r['accuracy'][col] for r in runs]
@@ -125,6 +129,9 @@ def main(argv=None):
             previous = [r for r in done if r['settings'] == settings]
             if previous:
                 results.append(previous[-1])
+                continue
+            if args.table_only:
+                print(f'{encoding} seed {seed}: not run yet (left out of the tables)')
                 continue
             result = train_one(settings, test_images, test_labels,
                                os.path.join(args.out, 'checkpoints', f'{encoding}_seed{seed}.pth'))

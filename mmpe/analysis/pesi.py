@@ -20,9 +20,9 @@ bucket 0):
   (reported, not hidden); near-zero means make A_SU large.
 
 An undefined Spearman correlation in M_U (one radial bin, or mu constant) also counts as 0.
-Similarities within ``TIE_TOLERANCE`` (1e-6) of each other tie when ranked, so values that
-are equal mathematically but differ by float noise (about 1e-7 for float32 tables) tie; ties
-get average ranks, as in scipy.stats.spearmanr. Computed in float64 with numpy, vectorised over centres.
+Similarities within ``TIE_TOLERANCE`` (1e-6) of each other (in sorted order) tie when ranked,
+so values that are equal mathematically but differ by float noise (about 1e-7 for float32
+tables) tie; ties get average ranks, as in scipy.stats.spearmanr. Computed in float64 with numpy, vectorised over centres.
 """
 import math
 from typing import Dict
@@ -31,7 +31,6 @@ import numpy as np
 import torch
 
 TIE_TOLERANCE = 1e-6
-_CHUNK = 1 << 21  # elements of the (centres, cells, cells) comparison arrays built at once
 
 
 def _as_float64(a) -> np.ndarray:
@@ -57,18 +56,22 @@ def cosine_similarity_map(table) -> np.ndarray:
 
 
 def _group_ranks(values: np.ndarray, groups: np.ndarray) -> np.ndarray:
-    """1-based ranks of values (C, M) among the entries of the same row and group; values
-    within ``TIE_TOLERANCE`` tie and get their average rank."""
+    """1-based ranks of values (C, M) among the entries of the same row and group; a run of
+    values whose neighbours (in sorted order) differ by at most ``TIE_TOLERANCE`` ties and gets
+    its average rank."""
     c, m = values.shape
-    ranks = np.empty_like(values)
-    step = max(1, _CHUNK // (m * m))
-    for s in range(0, c, step):
-        v, g = values[s:s + step], groups[s:s + step]
-        same = g[:, :, None] == g[:, None, :]  # [c, j, k]: k in j's group
-        diff = v[:, None, :] - v[:, :, None]  # [c, j, k]: v_k - v_j
-        less = ((diff < -TIE_TOLERANCE) & same).sum(-1)
-        equal = ((np.abs(diff) <= TIE_TOLERANCE) & same).sum(-1)  # counts j itself
-        ranks[s:s + step] = less + (equal + 1) / 2
+    order = np.lexsort((values, groups), axis=-1)  # by group, then value, per row
+    v, g = np.take_along_axis(values, order, -1), np.take_along_axis(groups, order, -1)
+    position = np.broadcast_to(np.arange(m), (c, m))
+    group_start = np.ones((c, m), dtype=bool)
+    group_start[:, 1:] = g[:, 1:] != g[:, :-1]
+    run_start = group_start.copy()
+    run_start[:, 1:] |= v[:, 1:] - v[:, :-1] > TIE_TOLERANCE
+    rank = position - np.maximum.accumulate(np.where(group_start, position, 0), axis=1) + 1
+    run = (np.cumsum(run_start, axis=1) - 1 + np.arange(c)[:, None] * m).ravel()
+    mean_rank = np.bincount(run, weights=rank.ravel().astype(np.float64)) / np.maximum(np.bincount(run), 1)
+    ranks = np.empty((c, m))
+    np.put_along_axis(ranks, order, mean_rank[run].reshape(c, m), -1)
     return ranks
 
 
