@@ -1,5 +1,7 @@
 """Every config under configs/ loads, builds on CPU and trains one step; encodings and norms
 get no weight decay; weights are named by a known scheme; bad configs fail clearly."""
+import copy
+import functools
 import glob
 import os.path as osp
 from urllib.parse import urlparse
@@ -17,10 +19,18 @@ from mmpe.testing import build_model, det_batch, finite_losses, seg_batch, train
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CONFIGS = sorted(osp.relpath(p, ROOT) for p in glob.glob(osp.join(ROOT, 'configs', '**', '*.py'), recursive=True))
+# The DINO / UperNet configs of the encoding comparison, which start from published ImageNet weights.
+COMPARISON = [c for c in CONFIGS
+              if c.startswith(('configs/dino/', 'configs/upernet/')) or c == 'configs/dino_swin_rope.py']
+
+
+@functools.lru_cache(maxsize=None)
+def _parsed(path: str) -> Config:
+    return Config.fromfile(osp.join(ROOT, path))
 
 
 def load(path: str) -> Config:
-    cfg = Config.fromfile(osp.join(ROOT, path))
+    cfg = copy.deepcopy(_parsed(path))
     cfg.model.backbone.init_cfg = None  # never load pretrained weights in tests
     cfg.model.pop('pretrained', None)
     return cfg
@@ -35,6 +45,7 @@ def test_every_config_is_collected():
     assert 'configs/dino_swin_rope.py' in CONFIGS
     assert len([c for c in CONFIGS if c.startswith('configs/dino/')]) >= 9
     assert len([c for c in CONFIGS if c.startswith('configs/upernet/')]) >= 9
+    assert len(COMPARISON) == 19
 
 
 @pytest.mark.parametrize('path', CONFIGS)
@@ -65,11 +76,11 @@ def test_config_builds_and_trains_one_step(path):
     DefaultScope._instance_dict.clear()
 
 
-@pytest.mark.parametrize('path', [c for c in CONFIGS if not c.startswith('configs/demo/')])
+@pytest.mark.parametrize('path', COMPARISON)
 def test_config_names_its_weights_by_a_known_scheme(path):
     """Every DINO / UperNet config names one ImageNet checkpoint: hf://OWNER/REPO, a timm model
     with pretrained weights on the hub, or an https URL (nothing is resolved or downloaded)."""
-    [name] = config_checkpoints(Config.fromfile(osp.join(ROOT, path)).model)
+    [name] = config_checkpoints(_parsed(path).model)
     if name.startswith('hf://'):
         assert parse_hf(name).repo.startswith('naver-ai/')
     elif name.startswith('timm://'):

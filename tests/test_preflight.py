@@ -3,6 +3,7 @@
 import importlib
 import json
 import os
+import runpy
 import subprocess
 import sys
 from pathlib import Path
@@ -30,6 +31,16 @@ def offline_hub(tmp_path, monkeypatch):
     yield tmp_path / 'hf' / 'hub'
     monkeypatch.undo()
     importlib.reload(constants)
+
+
+def _cache(hub: Path, repo: str, filename: str) -> Path:
+    """Put an (empty) checkpoint ``filename`` of ``repo`` into the hub cache; its path."""
+    folder = hub / ('models--' + repo.replace('/', '--'))
+    (folder / 'snapshots' / REVISION).mkdir(parents=True)
+    torch.save({}, folder / 'snapshots' / REVISION / filename)
+    (folder / 'refs').mkdir()
+    (folder / 'refs' / 'main').write_text(REVISION)
+    return folder / 'snapshots' / REVISION / filename
 
 
 def _demo_config(root: Path) -> Config:
@@ -80,11 +91,7 @@ def test_named_checkpoints_in_the_cache_pass(tmp_path, offline_hub):
     cfg.model.backbone.init_cfg = dict(type='Pretrained', checkpoint=name)
     [missing] = preflight.check(cfg, str(DEMO), 'train')
     assert missing.how.endswith(f'python tools/fetch_weights.py {DEMO}')
-    snapshot = offline_hub / 'models--naver-ai--swin_rope_mixed_tiny_patch4_window7_224' / 'snapshots' / REVISION
-    snapshot.mkdir(parents=True)
-    torch.save({}, snapshot / 'pytorch_model.bin')
-    (snapshot.parent.parent / 'refs').mkdir()
-    (snapshot.parent.parent / 'refs' / 'main').write_text(REVISION)
+    _cache(offline_hub, 'naver-ai/swin_rope_mixed_tiny_patch4_window7_224', 'pytorch_model.bin')
     assert preflight.check(cfg, str(DEMO), 'train') == []
     cfg.model.backbone.init_cfg.checkpoint = 'timm://no_such_model'
     [missing] = preflight.check(cfg, str(DEMO), 'train')
@@ -97,6 +104,20 @@ def test_config_checkpoints_finds_init_cfg_and_pretrained():
     assert preflight.config_checkpoints(model) == ['a.pth', 'hf://o/r']
     with pytest.raises(ValueError, match="phase='val': expected one of 'train', 'test'"):
         preflight.check(Config(dict(model=model)), 'x.py', 'val')
+
+
+def test_fetch_weights_reports_each_checkpoint(offline_hub, monkeypatch, capsys):
+    """tools/fetch_weights.py takes configs and names; offline, a cached file is reported where it
+    is, a missing one fails with the not-cached error (exit code 1)."""
+    path = _cache(offline_hub, 'naver-ai/swin_rope_mixed_tiny_patch4_window7_224', 'pytorch_model.bin')
+    monkeypatch.setattr(sys, 'argv', ['fetch_weights.py', str(FLAGSHIP), 'hf://nobody/missing'])
+    with pytest.raises(SystemExit) as exit_info:
+        runpy.run_path(str(ROOT / 'tools/fetch_weights.py'), run_name='__main__')
+    assert exit_info.value.code == 1
+    out, err = capsys.readouterr()
+    assert out == f'hf://naver-ai/swin_rope_mixed_tiny_patch4_window7_224 -> {path}\n'
+    assert err.startswith('hf://nobody/missing: FAILED: checkpoint hf://nobody/missing (repo nobody/missing, '
+                          'HF_HUB_OFFLINE=1) is not in the local cache')
 
 
 def test_train_tool_without_coco_and_weights_exits_2_with_one_message(tmp_path):
