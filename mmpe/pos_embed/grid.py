@@ -41,7 +41,8 @@ _TILE = 16  # rectangles with both sides <= _TILE are filled from a table of the
 
 def _gilbert_split(rects: np.ndarray, tile: int) -> Tuple[np.ndarray, np.ndarray]:
     """Split rectangles (6, R) with gilbert2d's rules, one recursion level for all of them at a time, until
-    each is a run (one cell high: along a; else one cell wide: along b) or fits in tile x tile.
+    each is a run (one cell high: along a; else one cell wide: along b) or fits in tile x tile (tile=0: runs
+    only).
 
     Returns the runs, int64 (4, R1): flat index of the first cell, flat unit step, length and first curve
     step; and the tiles, int64 (6, R2) rectangles.
@@ -52,21 +53,22 @@ def _gilbert_split(rects: np.ndarray, tile: int) -> Tuple[np.ndarray, np.ndarray
         along_a = h == 1
         is_run = along_a | (w == 1)
         is_tile = (w <= tile) & (h <= tile)
-        runs.append(np.stack([p, np.where(along_a, da, db), np.where(along_a, w, h), first])[:, is_run & ~is_tile])
-        tiles.append(rects[:, is_tile])
-        rects = rects[:, ~(is_run | is_tile)]
+        runs.append(np.array([p, np.where(along_a, da, db), np.where(along_a, w, h), first]).compress(
+            is_run & ~is_tile, axis=1))
+        tiles.append(rects.compress(is_tile, axis=1))
+        rects = rects.compress(~(is_run | is_tile), axis=1)
         long = 2 * rects[2] > 3 * rects[4]
 
         # Long rectangles: two parts along a, the first one of even length if possible. gilbert2d halves an
         # axis vector by floor division: |a // 2| = w // 2, or (w + 1) // 2 if a points backwards.
-        p, da, w, db, h, first = rects[:, long]
+        p, da, w, db, h, first = rects.compress(long, axis=1)
         w2 = (w + (da < 0)) // 2
         w2 += (w2 % 2 == 1) & (w > 2)
         children = [[p, da, w2, db, h, first],
                     [p + w2 * da, da, w - w2, db, h, first + w2 * h]]
 
         # Others: up along half of b (even if possible), across along a, back down.
-        p, da, w, db, h, first = rects[:, ~long]
+        p, da, w, db, h, first = rects.compress(~long, axis=1)
         w2 = (w + (da < 0)) // 2
         h2 = (h + (db < 0)) // 2
         h2 += (h2 % 2 == 1) & (h > 2)
@@ -74,22 +76,21 @@ def _gilbert_split(rects: np.ndarray, tile: int) -> Tuple[np.ndarray, np.ndarray
         children += [[p, db, h2, da, w2, first],
                      [p + h2 * db, da, w, db, h - h2, first + size_1],
                      [p + (w - 1) * da + (h2 - 1) * db, -db, h2, -da, w - w2, first + size_1 + size_2]]
-        rects = np.concatenate([np.stack(child) for child in children], axis=1)
+        rects = np.concatenate([np.array(child) for child in children], axis=1)
     return np.concatenate(runs, axis=1), np.concatenate(tiles, axis=1)
 
 
-def _pieces(sizes: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
-    """For pieces of the given sizes (R,) laid one after the other: the piece of each cell and the cell's
-    index in its piece, both (sum(sizes),)."""
-    piece = np.repeat(np.arange(sizes.size), sizes)
-    return piece, np.arange(piece.size) - (np.cumsum(sizes) - sizes)[piece]
+def _index_in_piece(sizes: np.ndarray) -> np.ndarray:
+    """Index of each cell in its piece, (sum(sizes),), for pieces of the given sizes (R,) laid one after the
+    other (cells of piece r: ``np.repeat(..., sizes)`` of per-piece values)."""
+    return np.arange(sizes.sum()) - np.repeat(np.cumsum(sizes) - sizes, sizes)
 
 
 def _run_cells(runs: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
     """Flat index and curve step of every cell of the runs (4, R) of ``_gilbert_split``."""
     start, step, length, first = runs
-    run, k = _pieces(length)
-    return start[run] + k * step[run], first[run] + k
+    k = _index_in_piece(length)
+    return np.repeat(start, length) + k * np.repeat(step, length), np.repeat(first, length) + k
 
 
 def _tile_type(da: np.ndarray, w: np.ndarray, db: np.ndarray, h: np.ndarray) -> np.ndarray:
@@ -133,8 +134,9 @@ def gilbert_order(height: int, width: int) -> torch.LongTensor:
     cell, step = _run_cells(runs)
     order[cell] = step
     p, da, w, db, h, first = tiles
-    tile, k = _pieces(w * h)
-    entry = _tile_type(da, w, db, h)[tile] * _TILE ** 2 + k
+    size = w * h
+    k = _index_in_piece(size)
+    entry = np.repeat(_tile_type(da, w, db, h) * _TILE ** 2, size) + k
     i, j = (offsets[entry] for offsets in _tile_curves())
-    order[p[tile] + i * da[tile] + j * db[tile]] = first[tile] + k
+    order[np.repeat(p, size) + i * np.repeat(da, size) + j * np.repeat(db, size)] = np.repeat(first, size) + k
     return torch.from_numpy(order + 1).view(height, width)
