@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from mmpe.converters import convert_microsoft_swin
 from mmpe.models import PESwinTransformer
-from mmpe.pos_embed import RoPEAxial, relative_position_index
+from mmpe.pos_embed import RelativePositionBias, RoPEAxial, relative_position_index
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(__file__).resolve().parent / 'data'
@@ -190,22 +190,51 @@ def test_with_cp_and_frozen_stages():
 
 
 # ------------------------------------------------------------------ Microsoft layout (timm Swin)
+def _timm_swin(img_size, window_size=7):
+    """timm's Swin with SMALL's widths, built for ``img_size`` (timm fits its windows to the
+    stage maps of that size), weights moved away from their init, in eval mode."""
+    from timm.models.swin_transformer import SwinTransformer as TimmSwin
+    torch.manual_seed(0)
+    model = TimmSwin(img_size=img_size, embed_dim=32, depths=(2, 2, 2, 2), num_heads=(2, 4, 8, 16),
+                     window_size=window_size, num_classes=10).eval()
+    _perturb(model)
+    return model
+
+
+def _microsoft_checkpoint(timm_model, window_size=7):
+    """timm's Swin weights in the Microsoft layout (downsample at the end of a stage, and the
+    relative position index stored, non-persistent in timm). A block whose window timm fitted
+    to a smaller map has a smaller RPB table: it goes into the middle of a full-window table
+    (same offsets) whose other entries are random, since a fitted window must not use them."""
+    from timm.models.swin_transformer import get_relative_position_index
+    gen = torch.Generator().manual_seed(2)
+    full = 2 * window_size - 1
+    microsoft = {}
+    for key, value in timm_model.state_dict().items():
+        if key.endswith('relative_position_bias_table'):
+            wh, ww = timm_model.get_submodule(key[:-len('.relative_position_bias_table')]).window_size
+            table = torch.randn(full, full, value.shape[1], generator=gen)
+            table[window_size - wh:window_size + wh - 1, window_size - ww:window_size + ww - 1] = \
+                value.view(2 * wh - 1, 2 * ww - 1, -1)
+            value = table.flatten(0, 1)
+            microsoft[key.replace('bias_table', 'index')] = get_relative_position_index(window_size, window_size)
+        key = re.sub(r'layers\.(\d+)\.downsample', lambda m: f'layers.{int(m[1]) - 1}.downsample', key)
+        microsoft[key.replace('head.fc.', 'head.')] = value
+    return microsoft
+
+
+def _layer_norm(maps):
+    """timm's raw stage maps, normalised like our (unit-initialised) output norms."""
+    return [F.layer_norm(e.permute(0, 2, 3, 1), e.shape[1:2]).permute(0, 3, 1, 2) for e in maps]
+
+
 def test_microsoft_layout_converts_like_timm(tmp_path):
     """timm's Swin is the Microsoft layout with downsample at the start of a stage. Its weights,
     written as a Microsoft checkpoint and loaded with convert_weights=True, give the same
     stage features (stages whose grid exceeds the window; timm, like Microsoft, stops
     shifting where the grid equals the window and mmdet does not)."""
-    from timm.models.swin_transformer import SwinTransformer as TimmSwin
-    torch.manual_seed(0)
-    timm_model = TimmSwin(img_size=224, embed_dim=32, depths=(2, 2, 2, 2), num_heads=(2, 4, 8, 16),
-                          window_size=7, num_classes=10).eval()
-    _perturb(timm_model)
-    # a Microsoft checkpoint also stores the relative position index (non-persistent in timm)
-    indices = {k: v for k, v in timm_model.named_buffers() if k.endswith('relative_position_index')}
-    microsoft = {}
-    for key, value in {**timm_model.state_dict(), **indices}.items():
-        key = re.sub(r'layers\.(\d+)\.downsample', lambda m: f'layers.{int(m[1]) - 1}.downsample', key)
-        microsoft[key.replace('head.fc.', 'head.')] = value
+    timm_model = _timm_swin(224)
+    microsoft = _microsoft_checkpoint(timm_model)
     path = tmp_path / 'swin_microsoft.pth'
     torch.save({'model': microsoft}, path)
     ours = PESwinTransformer(**SMALL, convert_weights=True,
@@ -218,9 +247,48 @@ def test_microsoft_layout_converts_like_timm(tmp_path):
     with torch.no_grad():
         expected = timm_model.forward_intermediates(x, indices=[0, 1, 2], intermediates_only=True)
         actual = ours(x)
-    for a, e in zip(actual[:3], expected):
-        torch.testing.assert_close(a, F.layer_norm(e.permute(0, 2, 3, 1), e.shape[1:2]).permute(0, 3, 1, 2),
-                                   rtol=0, atol=1e-4)
+    for a, e in zip(actual[:3], _layer_norm(expected)):
+        torch.testing.assert_close(a, e, rtol=0, atol=1e-4)
+
+
+def test_window_fit_rule_is_timms_per_axis():
+    """The window and shift of 'fit' on each map are timm's (``_calc_window_shift``), axis by
+    axis; 'pad' keeps them."""
+    from timm.models.swin_transformer import SwinTransformerBlock
+    model = PESwinTransformer(**SMALL, window_fit='fit')
+    pad = PESwinTransformer(**SMALL)
+    for hw in [(7, 7), (6, 10), (10, 6), (3, 14), (8, 8), (7, 15), (1, 2)]:
+        for shift in (0, 3):
+            block = SwinTransformerBlock(dim=8, input_resolution=hw, num_heads=2, window_size=7, shift_size=shift)
+            attn = model.stages[0].blocks[shift // 3].attn
+            assert attn.window_and_shift(hw) == (block.window_size, block.shift_size), (hw, shift)
+            assert pad.stages[0].blocks[shift // 3].attn.window_and_shift(hw) == ((7, 7), (shift, shift))
+
+
+@pytest.mark.parametrize('size, window_size', [
+    ((224, 224), 7),  # last stage 7x7 == window: one window, no shift
+    ((224, 448), 7),  # last stage 7x14: no shift along the height only
+    ((64, 128), 4),   # stage 2 4x8 as above; stage 3 2x4: a 2x4 window (the RPB table's middle rows)
+])
+def test_fit_outputs_equal_timm(size, window_size):
+    """'fit' with RPB == timm's Swin built for the input size, all four stages. Sizes keep every
+    shifted axis a multiple of the window: where it is not, timm pads after the cyclic shift
+    and mmdet (and mmpe) before it."""
+    timm_model = _timm_swin(size, window_size)
+    converted = convert_microsoft_swin(_microsoft_checkpoint(timm_model, window_size))
+    cfg = dict(SMALL, window_size=window_size)
+    fit = PESwinTransformer(**cfg, window_fit='fit').eval()
+    pad = PESwinTransformer(**cfg).eval()
+    for model in (fit, pad):
+        result = model.load_state_dict(converted, strict=False)
+        assert result.unexpected_keys == [] and set(result.missing_keys) == OUT_NORMS
+    x = torch.randn(2, 3, *size)
+    with torch.no_grad():
+        expected = _layer_norm(timm_model.forward_intermediates(x, indices=4, intermediates_only=True))
+        actual, padded = fit(x), pad(x)
+    for a, e in zip(actual, expected):
+        torch.testing.assert_close(a, e, rtol=0, atol=1e-5)
+    assert (padded[3] - expected[3]).abs().max() > 1e-2  # mmdet's rule gives other features there
 
 
 # ------------------------------------------------------------ RoPE-ViT authors' Swin RoPE checkpoints
@@ -242,9 +310,9 @@ def _authors_angles(freqs, window=7):
     return t_x.unsqueeze(-1) @ freqs[0].unsqueeze(-2) + t_y.unsqueeze(-1) @ freqs[1].unsqueeze(-2)
 
 
-def _authors_rotate(x, freqs):
+def _authors_rotate(x, freqs, window=7):
     """The authors' apply_rotary_emb: channel pairs as complex numbers times e^(i angle)."""
-    angles = _authors_angles(freqs)
+    angles = _authors_angles(freqs, window)
     x_ = torch.view_as_complex(x.float().reshape(*x.shape[:-1], -1, 2))
     return torch.view_as_real(x_ * torch.polar(torch.ones_like(angles), angles)).flatten(3)
 
@@ -301,10 +369,13 @@ def test_authors_swin_rope_checkpoint_converts(variant):
 
 def _authors_window_attention(block, x, hw, freqs, shift):
     """The authors' (Microsoft) shifted-window attention with RoPE on an (H, W) map that is a
-    multiple of the window: roll, partition, rotate q and k, add the region mask, softmax."""
+    multiple of the window: roll, partition, rotate q and k, add the region mask, softmax.
+    Their SwinTransformerBlock: if min(H, W) <= window, one window of side min(H, W), no shift."""
     attn, ws = block.attn.w_msa, 7
     b, _, c = x.shape
     h, w = hw
+    if min(hw) <= ws:
+        ws, shift = min(hw), 0
     x = x.view(b, h, w, c)
     mask = None
     if shift:
@@ -319,7 +390,7 @@ def _authors_window_attention(block, x, hw, freqs, shift):
         mask = (ids[:, None, :] - ids[:, :, None]).ne(0).float() * -100.0
     windows = x.view(b, h // ws, ws, w // ws, ws, c).permute(0, 1, 3, 2, 4, 5).reshape(-1, ws * ws, c)
     qkv = attn.qkv(windows).reshape(windows.shape[0], ws * ws, 3, attn.num_heads, -1).permute(2, 0, 3, 1, 4)
-    q, k, v = _authors_rotate(qkv[0] * attn.scale, freqs), _authors_rotate(qkv[1], freqs), qkv[2]
+    q, k, v = _authors_rotate(qkv[0] * attn.scale, freqs, ws), _authors_rotate(qkv[1], freqs, ws), qkv[2]
     logits = q @ k.transpose(-2, -1)
     if mask is not None:
         logits = (logits.view(b, -1, attn.num_heads, ws * ws, ws * ws) + mask[None, :, None]).flatten(0, 1)
@@ -343,6 +414,62 @@ def test_converted_rope_attention_equals_authors_attention(variant):
             torch.testing.assert_close(block.attn(x, (14, 21)), _authors_window_attention(block, x, (14, 21), freqs,
                                                                                             shift),
                                        rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize('variant', ['axial', 'mixed'])
+def test_fit_attention_equals_authors_at_224(variant):
+    """At 224 the authors' Swin attends in shifted 7x7 windows on the 56, 28 and 14 maps and in
+    one unshifted window on the last 7x7 map: 'fit' matches them at every stage; 'pad' (mmdet)
+    shifts on the last map and does not."""
+    state_dict = _authors_checkpoint(variant)
+    pos_embed = dict(type=f'rope_{variant}')
+    fit = PESwinTransformer(**SWIN_T, pos_embed=pos_embed, window_fit='fit').eval()
+    pad = PESwinTransformer(**SWIN_T, pos_embed=pos_embed).eval()
+    for model in (fit, pad):
+        model.load_state_dict(convert_microsoft_swin(state_dict, pos_embed), strict=False)
+    gen = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        for i, side in enumerate((56, 28, 14, 7)):
+            x = torch.randn(2, side * side, 96 * 2 ** i, generator=gen)
+            for j in (0, 1):
+                block = fit.stages[i].blocks[j]
+                expected = _authors_window_attention(block, x, (side, side),
+                                                     state_dict[f'layers.{i}.blocks.{j}.attn.rope_freqs'], 3 * j)
+                # float32 error scales with the outputs (max 2 at stage 0, 30 at stage 3 here)
+                scale = expected.abs().max()
+                torch.testing.assert_close(block.attn(x, (side, side)), expected, rtol=0, atol=1e-5 * scale)
+        assert (pad.stages[3].blocks[1].attn(x, (7, 7)) - expected).abs().max() > 1e-2 * scale
+
+
+@pytest.mark.parametrize('encoding', ['rope_axial', 'rope_mixed', 'rpb'])
+def test_fit_on_non_square_inputs(encoding):
+    """'fit' on non-square inputs gives the maps' shapes; on a map smaller than the window along
+    both axes, plain and shifted blocks are both attention over the whole map (one window, its
+    RoPE coordinates / RPB offsets, no shift)."""
+    torch.manual_seed(0)
+    model = PESwinTransformer(**SMALL, pos_embed=dict(type=encoding), window_fit='fit').eval()
+    with torch.no_grad():
+        for size in [(224, 96), (97, 131), (40, 300)]:  # last maps 7x3, 4x5, 2x10
+            outs = model(torch.randn(2, 3, *size))
+            assert [tuple(o.shape) for o in outs] == _expected_shapes(2, size)
+            assert all(torch.isfinite(o).all() for o in outs)
+        x = torch.randn(2, 4 * 5, 256)
+        for block in model.stages[3].blocks:
+            torch.testing.assert_close(block.attn(x, (4, 5)), block.attn.w_msa(x, (4, 5)), rtol=0, atol=0)
+
+
+def test_rpb_bias_of_a_fitted_window():
+    """A window fitted to a smaller map takes each offset's bias from the full window's table:
+    timm's relative index of the small window into the middle of the table."""
+    from timm.models.swin_transformer import get_relative_position_index
+    rpb = RelativePositionBias((7, 7), 3)
+    table = rpb.relative_position_bias_table.detach().view(13, 13, 3)
+    for h, w in [(7, 7), (2, 7), (7, 3), (5, 5), (1, 1)]:
+        middle = table[7 - h:6 + h, 7 - w:6 + w].reshape(-1, 3)
+        expected = middle[get_relative_position_index(h, w)].permute(2, 0, 1)
+        torch.testing.assert_close(rpb.bias((h, w)).detach(), expected, rtol=0, atol=0)
+    with pytest.raises(ValueError, match=r'window \(7, 7\) takes windows up to that size, got \(8, 7\)'):
+        rpb.bias((8, 7))
 
 
 def test_converter_rejects_checkpoints_that_do_not_fit():
@@ -384,6 +511,7 @@ def test_convert_swin_command_line(tmp_path):
     (dict(num_heads=(2, 4, 8)), 'one entry per stage'),
     (dict(out_indices=(0, 4)), 'out_indices must be in 0..3'),
     (dict(use_abs_pos_embed=True), "pos_embed=dict\\(type='ape'\\)"),
+    (dict(window_fit='shrink'), "window_fit must be 'pad' or 'fit', got 'shrink'"),
 ])
 def test_bad_config_raises_clear_error(kwargs, message):
     cfg = dict(SMALL, pos_embed=dict(type='rope_mixed'))

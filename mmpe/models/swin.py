@@ -41,36 +41,39 @@ _MMDET_RPB = re.compile(r'(\.w_msa\.)(relative_position_(?:bias_table|index))$')
 
 @lru_cache(maxsize=32)
 @cache_builder
-def shift_window_mask(hw_pad: HW, window: int, shift: int, device: torch.device,
+def shift_window_mask(hw_pad: HW, window: HW, shift: HW, device: torch.device,
                       dtype: torch.dtype) -> torch.Tensor:
-    """(nW, window**2, window**2) additive mask of shifted-window attention, as mmdet's
-    ``ShiftWindowMSA``: after a cyclic shift by ``shift``, tokens of a window that come from
-    different regions of the padded (H, W) map get -100, the others 0. Windows in row-major
-    order. Cached per (grid, window, shift, device, dtype); treat as read-only."""
-    def region(size: int) -> torch.Tensor:  # 0, 1, 2: before the last window, in it, in the shift
-        idx = torch.arange(size)
+    """(nW, Wh*Ww, Wh*Ww) additive mask of shifted-window attention, as mmdet's
+    ``ShiftWindowMSA`` (and timm's per-axis window and shift): after a cyclic shift by
+    ``shift`` = (sh, sw), tokens of a (Wh, Ww) ``window`` that come from different regions of
+    the padded (H, W) map get -100, the others 0. A zero shift along an axis masks nothing
+    along it. Windows in row-major order. Cached per (grid, window, shift, device, dtype);
+    treat as read-only."""
+    def region(size: int, window: int, shift: int) -> torch.Tensor:  # 0, 1, 2: before the last
+        idx = torch.arange(size)                                     # window, in it, in the shift
         return (idx >= size - window).long() + (idx >= size - shift).long()
 
-    h, w = hw_pad
-    ids = region(h)[:, None] * 3 + region(w)[None, :]  # (H, W) region id
-    ids = ids.view(h // window, window, w // window, window).transpose(1, 2).reshape(-1, window * window)
-    mask = torch.zeros(ids.shape[0], window * window, window * window)
+    (h, w), (wh, ww) = hw_pad, window
+    ids = region(h, wh, shift[0])[:, None] * 3 + region(w, ww, shift[1])[None, :]  # (H, W) region id
+    ids = ids.view(h // wh, wh, w // ww, ww).transpose(1, 2).reshape(-1, wh * ww)
+    mask = torch.zeros(ids.shape[0], wh * ww, wh * ww)
     mask.masked_fill_(ids[:, None, :] != ids[:, :, None], -100.0)
     return mask.to(device=device, dtype=dtype)
 
 
-def window_partition(x: torch.Tensor, window: int) -> torch.Tensor:
-    """(B, H, W, C) with H, W multiples of ``window`` -> (B * nW, window**2, C), windows row-major."""
+def window_partition(x: torch.Tensor, window: HW) -> torch.Tensor:
+    """(B, H, W, C) with H, W multiples of ``window`` (Wh, Ww) -> (B * nW, Wh*Ww, C), windows row-major."""
     b, h, w, c = x.shape
-    x = x.view(b, h // window, window, w // window, window, c)
-    return x.transpose(2, 3).reshape(-1, window * window, c)
+    wh, ww = window
+    x = x.view(b, h // wh, wh, w // ww, ww, c)
+    return x.transpose(2, 3).reshape(-1, wh * ww, c)
 
 
-def window_reverse(windows: torch.Tensor, hw: HW, window: int) -> torch.Tensor:
-    """Inverse of ``window_partition``: (B * nW, window**2, C) -> (B, H, W, C)."""
-    h, w = hw
+def window_reverse(windows: torch.Tensor, hw: HW, window: HW) -> torch.Tensor:
+    """Inverse of ``window_partition``: (B * nW, Wh*Ww, C) -> (B, H, W, C)."""
+    (h, w), (wh, ww) = hw, window
     c = windows.shape[-1]
-    x = windows.view(-1, h // window, w // window, window, window, c)
+    x = windows.view(-1, h // wh, w // ww, wh, ww, c)
     return x.transpose(2, 3).reshape(-1, h, w, c)
 
 
@@ -79,47 +82,65 @@ class ShiftWindowAttention(BaseModule):
     pad the map to multiples of the window (padded tokens take part, as in mmdet), cyclic
     shift, attend inside windows, undo both; drop path on the output.
 
-    The encoding (``pos_embed``) sees window-local coordinates (0 .. window-1), which for
-    RoPE is exact for every pair the shift mask leaves unmasked. The shift mask is passed
-    only in shifted blocks; with no bias either, attention gets no mask at all.
+    ``window_fit`` decides the window on a map no larger than ``window_size`` (per forward,
+    from the map size): 'pad' (mmdet) keeps the window and shift and pads the map up to the
+    window; 'fit' (timm's ``_calc_window_shift``, official Swin's rule on square maps), along
+    each axis where the map is no larger than ``window_size``, shrinks the window to the map
+    and does not shift, so the window may be non-square.
+
+    The encoding (``pos_embed``) sees window-local coordinates (0 .. Wh-1, 0 .. Ww-1 of the
+    window used), which for RoPE is exact for every pair the shift mask leaves unmasked. The
+    shift mask is passed only when the window shifts; with no bias either, attention gets no
+    mask at all.
 
     Args:
         embed_dims, num_heads, qkv_bias, qk_scale: of the attention (``PosAttention``).
         window_size: window side. shift_size: cyclic shift (0 or window_size // 2).
+        window_fit: 'pad' or 'fit' (above).
         attn_drop_rate, proj_drop_rate, drop_path_rate: dropout rates.
         pos_embed: the ``AttentionPosEmbed`` of this block (RPB, RoPE) or None.
     """
 
     def __init__(self, embed_dims: int, num_heads: int, window_size: int, shift_size: int = 0,
-                 qkv_bias: bool = True, qk_scale: Optional[float] = None, attn_drop_rate: float = 0.0,
-                 proj_drop_rate: float = 0.0, drop_path_rate: float = 0.0,
+                 window_fit: str = 'pad', qkv_bias: bool = True, qk_scale: Optional[float] = None,
+                 attn_drop_rate: float = 0.0, proj_drop_rate: float = 0.0, drop_path_rate: float = 0.0,
                  pos_embed: Optional[AttentionPosEmbed] = None):
         super().__init__()
         self.window_size = window_size
         self.shift_size = shift_size
+        self.window_fit = window_fit
         self.w_msa = PosAttention(embed_dims, num_heads, qkv_bias, qk_scale, attn_drop_rate, proj_drop_rate,
                                   pos_embed)
         self.drop = build_dropout(dict(type='DropPath', drop_prob=drop_path_rate))
+
+    def window_and_shift(self, hw: HW) -> Tuple[HW, HW]:
+        """The (Wh, Ww) window and (sh, sw) shift used on an (H, W) map."""
+        ws, shift = self.window_size, self.shift_size
+        if self.window_fit == 'pad':
+            return (ws, ws), (shift, shift)
+        window = tuple(min(size, ws) for size in hw)
+        return window, tuple(0 if size <= ws else shift for size in hw)
 
     def forward(self, x: torch.Tensor, hw: HW) -> torch.Tensor:
         """x (B, H*W, C) -> (B, H*W, C)."""
         b, _, c = x.shape
         h, w = hw
-        ws, shift = self.window_size, self.shift_size
+        window, shift = self.window_and_shift(hw)
+        n = window[0] * window[1]
         x = x.view(b, h, w, c)
-        pad_b, pad_r = (-h) % ws, (-w) % ws
+        pad_b, pad_r = (-h) % window[0], (-w) % window[1]
         if pad_b or pad_r:
             x = F.pad(x, (0, 0, 0, pad_r, 0, pad_b))
         hw_pad = (h + pad_b, w + pad_r)
         mask = None
-        if shift:
-            x = torch.roll(x, shifts=(-shift, -shift), dims=(1, 2))
-            mask = shift_window_mask(hw_pad, ws, shift, x.device, x.dtype)  # (nW, N, N)
-            mask = mask.unsqueeze(0).expand(b, -1, -1, -1).reshape(-1, 1, ws * ws, ws * ws)
-        x = self.w_msa(window_partition(x, ws), (ws, ws), mask=mask)
-        x = window_reverse(x, hw_pad, ws)
-        if shift:
-            x = torch.roll(x, shifts=(shift, shift), dims=(1, 2))
+        if any(shift):
+            x = torch.roll(x, shifts=(-shift[0], -shift[1]), dims=(1, 2))
+            mask = shift_window_mask(hw_pad, window, shift, x.device, x.dtype)  # (nW, N, N)
+            mask = mask.unsqueeze(0).expand(b, -1, -1, -1).reshape(-1, 1, n, n)
+        x = self.w_msa(window_partition(x, window), window, mask=mask)
+        x = window_reverse(x, hw_pad, window)
+        if any(shift):
+            x = torch.roll(x, shifts=shift, dims=(1, 2))
         if pad_b or pad_r:
             x = x[:, :h, :w]
         return self.drop(x.reshape(b, h * w, c))
@@ -129,7 +150,7 @@ class PESwinBlock(BaseModule):
     """Pre-norm Swin block: x + attn(norm1(x)), then x + ffn(norm2(x)) (mmcv ``FFN``)."""
 
     def __init__(self, embed_dims: int, num_heads: int, feedforward_channels: int, window_size: int = 7,
-                 shift: bool = False, qkv_bias: bool = True, qk_scale: Optional[float] = None,
+                 shift: bool = False, window_fit: str = 'pad', qkv_bias: bool = True, qk_scale: Optional[float] = None,
                  drop_rate: float = 0.0, attn_drop_rate: float = 0.0, drop_path_rate: float = 0.0,
                  act_cfg: dict = dict(type='GELU'), norm_cfg: dict = dict(type='LN'), with_cp: bool = False,
                  pos_embed: Optional[AttentionPosEmbed] = None):
@@ -137,7 +158,8 @@ class PESwinBlock(BaseModule):
         self.with_cp = with_cp
         self.norm1 = build_norm_layer(norm_cfg, embed_dims)[1]
         self.attn = ShiftWindowAttention(embed_dims, num_heads, window_size, window_size // 2 if shift else 0,
-                                         qkv_bias, qk_scale, attn_drop_rate, drop_rate, drop_path_rate, pos_embed)
+                                         window_fit, qkv_bias, qk_scale, attn_drop_rate, drop_rate, drop_path_rate,
+                                         pos_embed)
         self.norm2 = build_norm_layer(norm_cfg, embed_dims)[1]
         self.ffn = FFN(embed_dims=embed_dims, feedforward_channels=feedforward_channels, num_fcs=2,
                        ffn_drop=drop_rate, dropout_layer=dict(type='DropPath', drop_prob=drop_path_rate),
@@ -156,16 +178,17 @@ class PESwinBlock(BaseModule):
 
 class PESwinStage(BaseModule):
     """One stage: ``depth`` blocks alternating plain and shifted windows, then the optional
-    ``downsample`` (mmcv ``PatchMerging``). ``attn_pos_embeds``: one encoding (or None) per block."""
+    ``downsample`` (mmcv ``PatchMerging``). ``attn_pos_embeds``: one encoding (or None) per block;
+    ``window_fit``: see ``ShiftWindowAttention``."""
 
     def __init__(self, embed_dims: int, num_heads: int, feedforward_channels: int, depth: int, window_size: int,
-                 qkv_bias: bool, qk_scale: Optional[float], drop_rate: float, attn_drop_rate: float,
+                 window_fit: str, qkv_bias: bool, qk_scale: Optional[float], drop_rate: float, attn_drop_rate: float,
                  drop_path_rates: Sequence[float], downsample: Optional[nn.Module], act_cfg: dict, norm_cfg: dict,
                  with_cp: bool, attn_pos_embeds: Sequence[Optional[AttentionPosEmbed]]):
         super().__init__()
         self.blocks = ModuleList([
-            PESwinBlock(embed_dims, num_heads, feedforward_channels, window_size, i % 2 == 1, qkv_bias, qk_scale,
-                        drop_rate, attn_drop_rate, drop_path_rates[i], act_cfg, norm_cfg, with_cp,
+            PESwinBlock(embed_dims, num_heads, feedforward_channels, window_size, i % 2 == 1, window_fit, qkv_bias,
+                        qk_scale, drop_rate, attn_drop_rate, drop_path_rates[i], act_cfg, norm_cfg, with_cp,
                         attn_pos_embeds[i])
             for i in range(depth)])
         self.downsample = downsample
@@ -213,6 +236,14 @@ class PESwinTransformer(BaseModule):
     authors' Swin RoPE checkpoints (``mmpe.converters.convert_microsoft_swin``).
     ``use_abs_pos_embed`` exists only so that mmdet/mmseg configs work; it must be False
     (use ``pos_embed=dict(type='ape')``).
+
+    ``window_fit`` sets the window on a stage map no larger than ``window_size`` (decided per
+    forward from the map size): 'pad' (default; mmdet's behaviour, the drop-in equality) pads
+    the map up to the window and keeps the shift; 'fit' (timm; official Swin and the RoPE-ViT
+    authors on square maps), along each axis where the map is no larger than the window,
+    shrinks the window to the map and does not shift. RoPE then uses the fitted (possibly
+    non-square) window's local coordinates and RPB the fitted window's entries of its table.
+    Use 'fit' to reproduce official/timm/authors' Swin features (e.g. the last stage at 224).
     """
 
     def __init__(self, pretrain_img_size=224, in_channels: int = 3, embed_dims: int = 96, patch_size: int = 4,
@@ -223,7 +254,7 @@ class PESwinTransformer(BaseModule):
                  drop_path_rate: float = 0.1, use_abs_pos_embed: bool = False, act_cfg: dict = dict(type='GELU'),
                  norm_cfg: dict = dict(type='LN'), with_cp: bool = False, pretrained: Optional[str] = None,
                  convert_weights: bool = False, frozen_stages: int = -1, init_cfg: Optional[dict] = None,
-                 pos_embed: dict = dict(type='rpb')):
+                 pos_embed: dict = dict(type='rpb'), window_fit: str = 'pad'):
         if pretrained is not None:
             if init_cfg is not None:
                 raise ValueError('PESwinTransformer: give init_cfg or pretrained (deprecated), not both')
@@ -233,7 +264,7 @@ class PESwinTransformer(BaseModule):
         pretrain_img_size = to_2tuple(pretrain_img_size)
         num_stages = len(depths)
         self._check_config(kind, pretrain_img_size, in_channels, embed_dims, patch_size, window_size, depths,
-                           num_heads, strides, out_indices, frozen_stages, use_abs_pos_embed)
+                           num_heads, strides, out_indices, frozen_stages, use_abs_pos_embed, window_fit)
         self.pos_embed_cfg = dict(pos_embed)
         self.in_channels = in_channels
         self.patch_size = patch_size
@@ -262,7 +293,7 @@ class PESwinTransformer(BaseModule):
                 for _ in range(depths[i])]
             first = sum(depths[:i])
             self.stages.append(PESwinStage(
-                dims, heads, int(mlp_ratio * dims), depths[i], window_size, qkv_bias, qk_scale, drop_rate,
+                dims, heads, int(mlp_ratio * dims), depths[i], window_size, window_fit, qkv_bias, qk_scale, drop_rate,
                 attn_drop_rate, dpr[first:first + depths[i]], downsample, act_cfg, norm_cfg, with_cp,
                 attn_pos_embeds))
         for i in self.out_indices:
@@ -274,7 +305,7 @@ class PESwinTransformer(BaseModule):
 
     @staticmethod
     def _check_config(kind, pretrain_img_size, in_channels, embed_dims, patch_size, window_size, depths, num_heads,
-                      strides, out_indices, frozen_stages, use_abs_pos_embed) -> None:
+                      strides, out_indices, frozen_stages, use_abs_pos_embed, window_fit) -> None:
         num_stages = len(depths)
         if use_abs_pos_embed:
             raise ValueError("PESwinTransformer: use_abs_pos_embed=True is not supported; "
@@ -292,6 +323,8 @@ class PESwinTransformer(BaseModule):
             raise ValueError(f'PESwinTransformer: window_size must be an int from 1 to the pretraining patch grid '
                              f'{grid[0]}x{grid[1]} (pretrain_img_size={tuple(pretrain_img_size)}, '
                              f'patch_size={patch_size}), got window_size={window_size!r}')
+        if window_fit not in ('pad', 'fit'):
+            raise ValueError(f"PESwinTransformer: window_fit must be 'pad' or 'fit', got {window_fit!r}")
         for i, (heads, dims) in enumerate(zip(num_heads, (embed_dims * 2 ** i for i in range(num_stages)))):
             if dims % heads:
                 raise ValueError(f'PESwinTransformer: stage {i} width embed_dims * 2**{i} = {dims} is not '

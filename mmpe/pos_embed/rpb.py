@@ -23,7 +23,8 @@ class RelativePositionBias(AttentionPosEmbed):
     """Learned bias per head and relative offset inside a window (Swin).
 
     ``relative_position_bias_table`` ((2Wh-1)(2Ww-1), heads); the index buffer is kept in the
-    state dict as in mmdet/Microsoft Swin checkpoints.
+    state dict as in mmdet/Microsoft Swin checkpoints. A window fitted to a smaller map
+    (``PESwinTransformer(window_fit='fit')``) uses the same table: each offset keeps its bias.
     """
 
     def __init__(self, window_size: HW, num_heads: int):
@@ -35,9 +36,15 @@ class RelativePositionBias(AttentionPosEmbed):
         self.register_buffer('relative_position_index', relative_position_index(self.window_size))
 
     def bias(self, hw: HW) -> torch.Tensor:
-        """(heads, Wh*Ww, Wh*Ww) bias; hw must be the window size."""
-        if tuple(hw) != self.window_size:
-            raise ValueError(f'relative position bias built for window {self.window_size}, got {tuple(hw)}')
-        n = self.window_size[0] * self.window_size[1]
-        table = self.relative_position_bias_table[self.relative_position_index.view(-1)]
-        return table.view(n, n, -1).permute(2, 0, 1)
+        """(heads, h*w, h*w) bias of an (h, w) window no larger than the table's (Wh, Ww): the
+        table gathered with the relative index of the (h, w) window, i.e. the top-left
+        (h, w, h, w) block of the full window's index."""
+        (h, w), (wh, ww) = hw, self.window_size
+        if not (1 <= h <= wh and 1 <= w <= ww):
+            raise ValueError(f'relative position bias built for window {self.window_size} takes windows up to '
+                             f'that size, got {tuple(hw)}')
+        index = self.relative_position_index
+        if (h, w) != self.window_size:
+            index = index.view(wh, ww, wh, ww)[:h, :w, :h, :w]
+        table = self.relative_position_bias_table[index.reshape(-1)]
+        return table.view(h * w, h * w, -1).permute(2, 0, 1)
