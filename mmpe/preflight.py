@@ -5,7 +5,7 @@ message (what, where it was looked for, how to get it) and exits with code 2."""
 import os.path as osp
 import sys
 from dataclasses import dataclass
-from typing import Iterator, List, Sequence
+from typing import Iterator, List
 
 from mmengine.config import Config
 

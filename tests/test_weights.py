@@ -6,7 +6,10 @@ import contextlib
 import importlib
 import logging
 import re
+import sys
 import time
+import types
+from collections import OrderedDict
 from pathlib import Path
 
 import pytest
@@ -325,6 +328,29 @@ def test_foreign_state_dict_and_unreadable_file(tmp_path):
             _loaded(cls, str(text), **kwargs)
         with pytest.raises(FileNotFoundError, match='does not exist'):
             _loaded(cls, str(tmp_path / 'absent.pth'), **kwargs)
+
+
+def test_pickled_metadata_is_read_as_plain_dicts(tmp_path, monkeypatch):
+    """A yacs-like config (a dict subclass with attributes, as the authors' Swin files pickle) and
+    argparse options from a module that is not installed: read as OrderedDicts, never executed."""
+    module = types.ModuleType('fake_yacs')
+
+    class CfgNode(dict):
+        def __init__(self, items):
+            super().__init__(items)
+            self.__dict__.update(immutable=False, deprecated=set())
+    CfgNode.__module__, CfgNode.__qualname__ = 'fake_yacs', 'CfgNode'
+    module.CfgNode = CfgNode
+    monkeypatch.setitem(sys.modules, 'fake_yacs', module)
+    path = tmp_path / 'swin.pth'
+    weight = torch.randn(3)
+    torch.save({'model': {'w': weight}, 'config': CfgNode({'MODEL': CfgNode({'TYPE': 'swin'})}),
+                'args': argparse.Namespace(lr=0.1)}, path)
+    monkeypatch.delitem(sys.modules, 'fake_yacs')
+    checkpoint = ckpt.read_checkpoint(str(path))
+    assert checkpoint['config'] == {'MODEL': {'TYPE': 'swin'}} and type(checkpoint['config']) is OrderedDict
+    assert vars(checkpoint['args']) == {'lr': 0.1}
+    torch.testing.assert_close(checkpoint['model']['w'], weight, rtol=0, atol=0)
 
 
 def test_nothing_fits_is_an_error_and_partial_match_a_warning(tmp_path, checkpoints):
