@@ -5,13 +5,16 @@ repeats interleaved across cases (so machine noise hits all of them alike), medi
 and the ratio to a baseline case beside every figure.
 """
 import csv
+import gc
 import multiprocessing as mp
-import resource
+import os
 import statistics
 import time
 from typing import Callable, Dict, List, Optional
 
 import torch
+
+MALLOC_ENV = {'MALLOC_MMAP_THRESHOLD_': '65536', 'MALLOC_TRIM_THRESHOLD_': '0'}
 
 
 def _sync(device) -> None:
@@ -36,28 +39,45 @@ def time_interleaved(cases: Dict[str, Callable[[], object]], warmup: int = 2, re
     return {name: statistics.median(t) for name, t in times.items()}
 
 
-def _rss_mb() -> float:
-    with open('/proc/self/statm') as f:
-        return int(f.read().split()[1]) * resource.getpagesize() / 2 ** 20
+def _status_mb(field: str) -> float:
+    """A memory figure of this process from /proc/self/status ('VmRSS', 'VmHWM'), in MiB."""
+    with open('/proc/self/status') as f:
+        line = next(line for line in f if line.startswith(field + ':'))
+    return int(line.split()[1]) / 1024
 
 
 def _peak_worker(setup, args, queue) -> None:
     step = setup(*args)
-    before = _rss_mb()  # model and inputs built: what every step starts from
-    for _ in range(2):  # the first step also creates gradients, lazy tables and allocator caches
-        step()
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    queue.put(peak - before)
+    step()  # warm-up: creates gradients' allocator blocks, lazy tables, thread pools
+    gc.collect()
+    before = _status_mb('VmRSS')  # model, inputs and whatever the step keeps between calls
+    with open('/proc/self/clear_refs', 'w') as f:
+        f.write('5')  # reset the high-water mark VmHWM to the current resident size
+    step()
+    queue.put(_status_mb('VmHWM') - before)
 
 
 def cpu_peak_memory_mb(setup: Callable, *args) -> float:
-    """Peak resident memory (MiB) that calls of ``setup(*args)()`` add on top of the memory
-    held once ``setup`` has returned (model and inputs), measured in a fresh spawned process. ``setup`` must be a
-    module-level function returning the zero-argument step to measure."""
+    """Peak resident memory (MiB) of one call of ``step = setup(*args)`` above the memory held
+    before that call (model, inputs; measured after one warm-up call), in a fresh spawned process
+    whose glibc returns large blocks to the system at once (``MALLOC_MMAP_THRESHOLD_=65536``,
+    ``MALLOC_TRIM_THRESHOLD_=0``), so resident memory follows the live tensors. The peak is the
+    kernel's high-water mark (``VmHWM``), reset through ``/proc/self/clear_refs`` after the
+    warm-up: transients of model building or of the warm-up do not count. ``setup`` must be a
+    module-level function returning the zero-argument step."""
     ctx = mp.get_context('spawn')
     queue = ctx.Queue()
-    proc = ctx.Process(target=_peak_worker, args=(setup, args, queue))
-    proc.start()
+    saved = {k: os.environ.get(k) for k in MALLOC_ENV}
+    os.environ.update(MALLOC_ENV)  # read by the child's glibc at start-up
+    try:
+        proc = ctx.Process(target=_peak_worker, args=(setup, args, queue))
+        proc.start()
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key)
+            else:
+                os.environ[key] = value
     result = queue.get()
     proc.join()
     return result

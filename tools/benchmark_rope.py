@@ -6,13 +6,13 @@
 q and k are the views of one qkv projection output (B, N, 3*h*d) -> (3, B, h, N, d), as in an
 attention layer: mmpe rotates the stacked ``qkv[:2]`` in one ``rotate`` call, timm applies
 ``apply_rot_embed_cat`` to q and to k (as timm's Eva does, prefix tokens kept out with a cat).
-timm's tables are precomputed in float32, as timm uses them (bf16 q/k are rotated in float32
-by type promotion and cast back).
+Both rotate with float32 tables: bf16 q/k are rotated in float32 and cast back to bf16 (timm by
+type promotion and Eva's ``type_as(v)``, done here too; mmpe inside ``rotate``).
 
 Rows, all timed interleaved in one run (no_grad):
 - axial 'apply': mmpe ``RoPEAxial.rotate`` (its tables cached per grid) vs timm with the table of
   ``RotaryEmbeddingCat(in_pixels=False, grid_indexing='xy')``.
-- mixed 'apply': the rotation alone, from precomputed tables (mmpe ``rope_tables`` + ``apply_rope``,
+- mixed 'apply': the rotation alone, from precomputed tables (mmpe ``mixed_cos_sin`` + ``rotate_pairs``,
   timm ``RotaryEmbeddingMixed.get_embed()`` of one layer + ``apply_rot_embed_cat``).
 - mixed 'tables': building the tables from the learnable frequencies alone.
 - mixed 'tables+apply': what one attention layer pays per call (mmpe ``RoPEMixed.rotate``; timm
@@ -26,18 +26,19 @@ import torch
 from timm.layers.pos_embed_sincos import RotaryEmbeddingCat, RotaryEmbeddingMixed, apply_rot_embed_cat
 
 from mmpe.benchmark import report, time_interleaved
-from mmpe.pos_embed import RoPEAxial, RoPEMixed, apply_rope, rope_tables
+from mmpe.pos_embed import RoPEAxial, RoPEMixed, mixed_cos_sin, rope_coords, rotate_pairs
 
 DTYPES = {'fp32': torch.float32, 'bf16': torch.bfloat16, 'fp16': torch.float16}
 
 
 def timm_rotate(q, k, table, num_prefix_tokens):
-    """timm Eva's attention: rotate the patch tokens of q and k (B, h, P+N, d) with a (..., N, 2d) table."""
+    """timm Eva's attention: rotate the patch tokens of q and k (B, h, P+N, d) with a (..., N, 2d) table,
+    cast back to the input dtype (Eva's ``type_as(v)``)."""
     if num_prefix_tokens:
         p = num_prefix_tokens
-        return (torch.cat([q[:, :, :p], apply_rot_embed_cat(q[:, :, p:], table)], dim=2),
-                torch.cat([k[:, :, :p], apply_rot_embed_cat(k[:, :, p:], table)], dim=2))
-    return apply_rot_embed_cat(q, table), apply_rot_embed_cat(k, table)
+        return (torch.cat([q[:, :, :p], apply_rot_embed_cat(q[:, :, p:], table)], dim=2).type_as(q),
+                torch.cat([k[:, :, :p], apply_rot_embed_cat(k[:, :, p:], table)], dim=2).type_as(k))
+    return apply_rot_embed_cat(q, table).type_as(q), apply_rot_embed_cat(k, table).type_as(k)
 
 
 def make_cases(args, dtype_name):
@@ -59,7 +60,8 @@ def make_cases(args, dtype_name):
     with torch.no_grad():
         timm_mixed.freqs.copy_(mixed.freqs[:, None])  # same frequencies: (2, depth=1, h, d/2)
     mixed_table = timm_mixed.get_embed()[0]  # (h, N, 2d) float32
-    mixed_cos, mixed_sin = rope_tables(mixed.angles(hw), p, dtype)
+    coords = rope_coords(hw, p, torch.device(device))
+    mixed_cos, mixed_sin = mixed_cos_sin(mixed.freqs, coords)
 
     def check(mmpe_out, timm_out):
         diff = (mmpe_out.float() - torch.stack(timm_out).float()).abs().max().item()
@@ -74,9 +76,9 @@ def make_cases(args, dtype_name):
     return {
         ('axial', 'mmpe', 'apply'): lambda: axial.rotate(qk, hw, p),
         ('axial', 'timm', 'apply'): lambda: timm_rotate(q, k, axial_table, p),
-        ('mixed', 'mmpe', 'apply'): lambda: apply_rope(qk, mixed_cos, mixed_sin),
+        ('mixed', 'mmpe', 'apply'): lambda: rotate_pairs(qk, mixed_cos, mixed_sin).to(dtype),
         ('mixed', 'timm', 'apply'): lambda: timm_rotate(q, k, mixed_table, p),
-        ('mixed', 'mmpe', 'tables'): lambda: rope_tables(mixed.angles(hw), p, dtype),
+        ('mixed', 'mmpe', 'tables'): lambda: mixed_cos_sin(mixed.freqs, coords),
         ('mixed', 'timm', 'tables'): lambda: timm_mixed.get_embed()[0],
         ('mixed', 'mmpe', 'tables+apply'): lambda: mixed.rotate(qk, hw, p),
         ('mixed', 'timm', 'tables+apply'): lambda: timm_rotate(q, k, timm_mixed.get_embed()[0], p),

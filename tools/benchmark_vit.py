@@ -7,8 +7,10 @@ Cases, timed interleaved in one process: mmpe APE, RoPE-Axial, RoPE-Mixed and ti
 vit_{arch}_patch16_rope_mixed_224 (Eva, dynamic_img_size=True), all with the RoPE-ViT
 layout (CLS token, LayerScale, final norm). 'forward' runs under no_grad in eval mode;
 'forward+backward' is a training step (loss = mean square of the final features).
-Peak memory of one training step is measured for APE and RoPE-Mixed (fresh process each on
-CPU). Writes tables (markdown, CSV) and plots to --out.
+``--compile`` adds mmpe APE and RoPE-Mixed under torch.compile (inductor) to the
+forward+backward timing. Peak memory of one training step above the model (mmpe.benchmark:
+CPU high-water mark in a fresh process per case, CUDA max_memory_allocated) for every case.
+Writes tables (markdown, CSV) and plots to --out.
 """
 import argparse
 import os
@@ -23,9 +25,12 @@ ARCHS = {'small': dict(embed_dims=384, depth=12, num_heads=6), 'base': dict(embe
          'large': dict(embed_dims=1024, depth=24, num_heads=16)}
 CASES = {'APE': dict(type='ape'), 'RoPE-Axial': dict(type='rope_axial'), 'RoPE-Mixed': dict(type='rope_mixed')}
 TIMM_CASE = 'timm RoPE-Mixed'
+COMPILED = 'compiled '
 
 
 def build_model(case: str, arch: str, device: str) -> torch.nn.Module:
+    if case.startswith(COMPILED):
+        return torch.compile(build_model(case[len(COMPILED):], arch, device))
     if case == TIMM_CASE:
         model = timm.create_model(f'vit_{arch}_patch16_rope_mixed_224', pretrained=False, dynamic_img_size=True)
     else:
@@ -69,6 +74,8 @@ def main() -> None:
     parser.add_argument('--device', default='cpu')
     parser.add_argument('--threads', type=int, default=None, help='torch CPU threads (default: torch default)')
     parser.add_argument('--no-memory', action='store_true', help='skip the peak-memory measurement')
+    parser.add_argument('--compile', action='store_true',
+                        help='also time compiled APE and RoPE-Mixed (forward+backward)')
     parser.add_argument('--modes', nargs='+', default=['forward', 'forward+backward'],
                         choices=['forward', 'forward+backward'], help='what to time')
     parser.add_argument('--out', default='work_dirs/benchmark_vit')
@@ -84,14 +91,18 @@ def main() -> None:
     cases = [*CASES, TIMM_CASE]
     rows = []
     for train in [mode == 'forward+backward' for mode in args.modes]:
-        steps = {case: make_step(case, args.arch, size, args.device, train) for case in cases}
+        compiled = [COMPILED + 'APE', COMPILED + 'RoPE-Mixed'] if train and args.compile else []
+        steps = {case: make_step(case, args.arch, size, args.device, train) for case in cases + compiled}
         times = time_interleaved(steps, warmup=args.warmup, repeats=args.repeats, device=args.device)
         rows += [dict(encoding=case, mode='forward+backward' if train else 'forward', seconds=times[case])
-                 for case in cases]
+                 for case in steps]
         del steps
 
     def same_mode(baseline):
-        return lambda row: next(r for r in rows if r['encoding'] == baseline and r['mode'] == row['mode'])
+        def baseline_of(row):
+            base = COMPILED + baseline if row['encoding'].startswith(COMPILED) else baseline
+            return next(r for r in rows if r['encoding'] == base and r['mode'] == row['mode'])
+        return baseline_of
 
     report([dict(r) for r in rows], same_mode('APE'), 'seconds', os.path.join(args.out, 'time_vs_ape'),
            f'Time, ratio to APE ({setting})')
@@ -101,7 +112,7 @@ def main() -> None:
 
     if not args.no_memory:
         memory = []
-        for case in ('APE', 'RoPE-Mixed'):
+        for case in cases:
             if args.device == 'cpu':
                 peak = cpu_peak_memory_mb(train_step_factory, case, args.arch, size, args.device)
             else:

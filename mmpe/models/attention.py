@@ -46,13 +46,16 @@ class PosAttention(nn.Module):
         """
         b, n, c = x.shape
         qkv = self.qkv(x).reshape(b, n, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        qk, v = qkv[:2], qkv[2]
         if self.pos_embed is not None:
-            q, k = self.pos_embed.rotate(qkv[:2], hw, num_prefix_tokens).unbind(0)
+            rotated = self.pos_embed.rotate(qk, hw, num_prefix_tokens)
+            if rotated is not qk:
+                # Attention saves the rotated q/k and v for backward; a view of v would keep the
+                # whole projection output (q, k and v) alive beside them, a copy keeps v only.
+                qk, v = rotated, v.contiguous()
             bias = self.pos_embed.bias(hw)
             if bias is not None:
                 mask = bias.to(x.dtype) if mask is None else mask + bias.to(x.dtype)
-        else:
-            q, k = qkv[0], qkv[1]
-        x = F.scaled_dot_product_attention(q, k, qkv[2], attn_mask=mask, scale=self.scale,
+        x = F.scaled_dot_product_attention(qk[0], qk[1], v, attn_mask=mask, scale=self.scale,
                                            dropout_p=self.attn_drop if self.training else 0.0)
         return self.proj_drop(self.proj(x.transpose(1, 2).reshape(b, n, c)))

@@ -11,7 +11,6 @@ mmdet stores it at ``attn.w_msa.relative_position_*``; a state-dict hook and a l
 of ``PESwinTransformer`` translate between the two, so state dicts have exactly mmdet's keys.
 """
 import re
-from functools import lru_cache
 from typing import Dict, Optional, Sequence, Tuple
 
 import torch
@@ -28,7 +27,7 @@ from torch import nn
 
 from ..converters.swin import SWIN_AXIAL_THETA, convert_microsoft_swin, backbone_state_dict, resize_rpb_tables
 from ..pos_embed import AttentionPosEmbed, build_pos_embed, parse_pos_embed_cfg
-from ..pos_embed.grid import cache_builder
+from ..pos_embed.cache import table_cache
 from ..registry import register_model
 from .attention import PosAttention
 
@@ -39,8 +38,7 @@ _OURS_RPB = re.compile(r'(\.w_msa\.)pos_embed\.(relative_position_(?:bias_table|
 _MMDET_RPB = re.compile(r'(\.w_msa\.)(relative_position_(?:bias_table|index))$')
 
 
-@lru_cache(maxsize=32)
-@cache_builder
+@table_cache(maxsize=16)
 def shift_window_mask(hw_pad: HW, window: HW, shift: HW, device: torch.device,
                       dtype: torch.dtype) -> torch.Tensor:
     """(nW, Wh*Ww, Wh*Ww) additive mask of shifted-window attention, as mmdet's

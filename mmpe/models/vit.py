@@ -2,7 +2,6 @@
 import logging
 import math
 import os.path as osp
-from functools import lru_cache
 from typing import Optional, Sequence, Tuple, Union
 
 import torch
@@ -15,7 +14,7 @@ from torch.utils.checkpoint import checkpoint
 
 from ..converters.timm_vit import convert_timm_vit, load_state_file, unwrap_state_dict
 from ..pos_embed import LearnedPosEmbed, build_pos_embed, parse_pos_embed_cfg, resize_pos_table
-from ..pos_embed.grid import cache_builder
+from ..pos_embed.cache import table_cache
 from ..registry import register_model
 from .attention import PosAttention
 
@@ -23,8 +22,7 @@ HW = Tuple[int, int]
 VIT_ENCODINGS = ('ape', 'sincos', 'rope_axial', 'rope_mixed', 'loope', 'none')
 
 
-@lru_cache(maxsize=32)
-@cache_builder
+@table_cache(maxsize=16)
 def window_padding_mask(hw: HW, window_size: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
     """Additive key mask (num_windows, 1, 1, ws*ws): 0 for grid cells, -inf for the padding
     that rounds the H x W grid up to whole windows (windows in row-major order)."""

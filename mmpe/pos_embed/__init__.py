@@ -4,13 +4,16 @@ from .absolute import (LearnedPosEmbed, LOOPEContext, LOOPEPosEmbed, SinCosPosEm
                        resize_pos_table, sincos_2d)
 from .base import AttentionPosEmbed, TokenPosEmbed
 from .builder import ENCODINGS, build_pos_embed, parse_pos_embed_cfg
+from .cache import TABLE_CACHES, TableCache, table_cache
 from .grid import gilbert_order, grid_coords
-from .rope import RoPEAxial, RoPEMixed, apply_rope, axial_magnitudes, mixed_init_freqs, rope_tables
+from .rope import (RoPEAxial, RoPEMixed, RotateFixed, RotateMixed, axial_magnitudes, mixed_cos_sin, mixed_init_freqs,
+                   rope_axial_tables, rope_coords, rotate_pairs)
 from .rpb import RelativePositionBias, relative_position_index
 
 __all__ = [
     'AttentionPosEmbed', 'ENCODINGS', 'LOOPEContext', 'LOOPEPosEmbed', 'LearnedPosEmbed', 'RelativePositionBias',
-    'RoPEAxial', 'RoPEMixed', 'SinCosPosEmbed', 'TokenPosEmbed', 'apply_rope', 'axial_magnitudes',
-    'build_pos_embed', 'gilbert_order', 'grid_coords', 'interleaved_sincos', 'mixed_init_freqs',
-    'parse_pos_embed_cfg', 'relative_position_index', 'resize_pos_table', 'rope_tables', 'sincos_2d',
+    'RoPEAxial', 'RoPEMixed', 'RotateFixed', 'RotateMixed', 'SinCosPosEmbed', 'TABLE_CACHES', 'TableCache',
+    'TokenPosEmbed', 'axial_magnitudes', 'build_pos_embed', 'gilbert_order', 'grid_coords', 'interleaved_sincos',
+    'mixed_cos_sin', 'mixed_init_freqs', 'parse_pos_embed_cfg', 'relative_position_index', 'resize_pos_table',
+    'rope_axial_tables', 'rope_coords', 'rotate_pairs', 'sincos_2d', 'table_cache',
 ]

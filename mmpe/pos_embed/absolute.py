@@ -6,7 +6,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from .base import TokenPosEmbed
-from .grid import HW, cache_builder, gilbert_order, grid_coords
+from .cache import table_cache
+from .grid import HW, gilbert_order, grid_coords
 
 LOOPE_CONTEXTS = ('conv', 'mlp')
 
@@ -64,29 +65,27 @@ def sincos_2d(hw: HW, embed_dims: int, temperature: float = 10000.0, device=None
     return torch.cat([ax.sin(), ax.cos(), ay.sin(), ay.cos()], dim=1)
 
 
+@table_cache(maxsize=32)
+def sincos_table(hw: HW, embed_dims: int, num_prefix_tokens: int, device: torch.device,
+                 dtype: torch.dtype) -> torch.Tensor:
+    """(1, P + H*W, C) ``sincos_2d`` table in ``dtype`` with zero rows for the P prefix tokens."""
+    pos = sincos_2d(hw, embed_dims, device=device)[None]
+    return _with_prefix(pos, num_prefix_tokens, None).to(dtype)
+
+
 class SinCosPosEmbed(TokenPosEmbed):
     """Fixed 2D sin-cos encoding (MAE layout: first half of channels x, second half y).
 
-    Prefix tokens get no encoding. Tables are cached per (grid, device, dtype).
+    Prefix tokens get no encoding. Tables live in the shared cache of ``sincos_table``.
     """
 
     def __init__(self, embed_dims: int, num_prefix_tokens: int = 0):
         super().__init__()
         self.embed_dims = embed_dims
         self.num_prefix_tokens = num_prefix_tokens
-        self._cache = {}
 
     def forward(self, x, hw, images=None):
-        key = (tuple(hw), x.device, x.dtype)
-        if key not in self._cache:
-            self._cache[key] = self._build_table(hw, x.device, x.dtype)
-        return x + self._cache[key]
-
-    @cache_builder
-    def _build_table(self, hw: HW, device, dtype) -> torch.Tensor:
-        """(1, P + H*W, C) table; prefix rows are zero."""
-        pos = sincos_2d(hw, self.embed_dims, device=device)[None]
-        return _with_prefix(pos, self.num_prefix_tokens, None).to(dtype)
+        return x + sincos_table(tuple(hw), self.embed_dims, self.num_prefix_tokens, x.device, x.dtype)
 
 
 def interleaved_sincos(position: torch.Tensor, embed_dims: int) -> torch.Tensor:
@@ -95,6 +94,12 @@ def interleaved_sincos(position: torch.Tensor, embed_dims: int) -> torch.Tensor:
     omega = 10000.0 ** (-torch.arange(0, embed_dims, 2, dtype=torch.float32, device=position.device) / embed_dims)
     angles = position.float()[..., None] * omega
     return torch.stack([angles.sin(), angles.cos()], dim=-1).flatten(-2)
+
+
+@table_cache(maxsize=32)
+def gilbert_positions(hw: HW, device: torch.device) -> torch.Tensor:
+    """(H*W,) float32 Gilbert step (1..N) of each token of the row-major grid, on ``device``."""
+    return gilbert_order(hw[0], hw[1]).to(device).flatten().float()
 
 
 class LOOPEContext(nn.Module):
@@ -173,7 +178,7 @@ class LOOPEPosEmbed(TokenPosEmbed):
     def forward(self, x, hw, images=None):
         if images is None:
             raise ValueError('LOOPE needs the input images to compute its context offsets')
-        order = gilbert_order(int(hw[0]), int(hw[1])).to(x.device).flatten().float()  # (N,)
+        order = gilbert_positions(tuple(hw), x.device)  # (N,)
         offsets = self.context(images)  # (B, N)
         if offsets.shape[1] != order.numel():
             raise ValueError(f'LOOPE: images give a {offsets.shape[1]}-patch grid, tokens a {tuple(hw)} grid')

@@ -5,6 +5,8 @@ from typing import Tuple
 import numpy as np
 import torch
 
+from .cache import table_cache
+
 HW = Tuple[int, int]
 
 
@@ -19,17 +21,15 @@ def cache_builder(fn):
     return build
 
 
-@lru_cache(maxsize=64)
-@cache_builder
-def _grid_coords_cpu(height: int, width: int) -> Tuple[torch.Tensor, torch.Tensor]:
-    n = torch.arange(height * width)
+@table_cache(maxsize=64)
+def _grid_coords(height: int, width: int, device: torch.device) -> Tuple[torch.Tensor, torch.Tensor]:
+    n = torch.arange(height * width, device=device)
     return (n % width).float(), torch.div(n, width, rounding_mode='floor').float()
 
 
 def grid_coords(hw: HW, device=None) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Column x and row y (float32, shape (H*W,)) of each token of a row-major H x W grid."""
-    x, y = _grid_coords_cpu(int(hw[0]), int(hw[1]))
-    return x.to(device), y.to(device)
+    """Column x and row y (float32, shape (H*W,)) of each token of a row-major H x W grid, on ``device``."""
+    return _grid_coords(hw[0], hw[1], torch.device(device or 'cpu'))
 
 
 # Gilbert order: Jakub Červený's gilbert2d recursion, run breadth-first on numpy arrays. A rectangle is a

@@ -3,16 +3,23 @@
 Layout follows the official RoPE-ViT code and timm: channels (2i, 2i+1) of a head form
 one complex number, rotated by angle a_i:
 ``(x0, x1) -> (x0 cos a - x1 sin a, x0 sin a + x1 cos a)``.
-Real arithmetic only; angles are computed in float32 and the result keeps the input dtype.
+Angles, their cosines and sines are float32 whatever the input dtype (AMP included); the
+rotation is computed against those float32 tables and the result cast back to the input dtype.
+
+Both rotations are autograd Functions that keep nothing per layer for backward beyond their
+(cached or tiny) inputs and, for RoPE-Mixed, their output, which attention keeps anyway:
+backward rotates the incoming gradient by the negative angle, and RoPE-Mixed's frequency
+gradient is computed in closed form (DESIGN section 8). Prefix tokens (CLS) have coordinates
+(0, 0), i.e. angle 0: they pass through unchanged and add nothing to the frequency gradient.
 """
 import math
 
 import torch
 from torch import nn
 
-from .grid import HW, cache_builder, grid_coords
 from .base import AttentionPosEmbed
-
+from .cache import table_cache
+from .grid import HW, grid_coords
 
 
 def axial_magnitudes(head_dim: int, theta: float) -> torch.Tensor:
@@ -20,32 +27,97 @@ def axial_magnitudes(head_dim: int, theta: float) -> torch.Tensor:
     return theta ** (-torch.arange(0, head_dim, 4, dtype=torch.float32) / head_dim)
 
 
-def rope_tables(angles: torch.Tensor, num_prefix_tokens: int, dtype: torch.dtype):
-    """Turn angles (..., N, d/2) into the tables ``apply_rope`` uses.
+@table_cache(maxsize=64)
+def rope_coords(hw: HW, num_prefix_tokens: int, device: torch.device) -> torch.Tensor:
+    """(2, P + H*W) float32 coordinates [x; y] of the tokens: zeros for the P prefix tokens,
+    then column and row of each patch of the row-major grid."""
+    x, y = grid_coords(hw, device)
+    return nn.functional.pad(torch.stack([x, y]), (num_prefix_tokens, 0))
 
-    Returns ``cos`` and ``signed_sin`` of shape (..., P + N, d): ``cos`` holds each pair's
-    cosine twice, ``signed_sin`` holds (-sin, +sin). The P prefix rows are the identity
-    rotation (cos 1, sin 0), so prefix tokens pass through unchanged.
+
+@table_cache(maxsize=64)
+def rope_axial_tables(hw: HW, num_prefix_tokens: int, head_dim: int, theta: float, device: torch.device):
+    """RoPE-Axial ``(cos, sin)``, each (P + H*W, d/2) float32: pair k < d/4 turns by x * mag_k,
+    pair d/4 + k by y * mag_k. Shared by every layer with the same grid, head_dim and theta."""
+    coords = rope_coords(hw, num_prefix_tokens, device)
+    mag = axial_magnitudes(head_dim, theta).to(device)
+    angles = torch.cat([coords[0, :, None] * mag, coords[1, :, None] * mag], dim=-1)
+    return angles.cos(), angles.sin()
+
+
+def rotate_pairs(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate the channel pairs of x (..., N, d) by angles given as cos, sin (..., N, d/2)
+    (broadcast over leading dimensions). Computed and returned in the tables' precision when x
+    has a lower one (float32 tables for a bfloat16 x)."""
+    x0, x1 = x.unflatten(-1, (-1, 2)).unbind(-1)
+    if torch.compiler.is_compiling():  # traceable form; inductor fuses it into one kernel
+        return torch.stack([x0 * cos - x1 * sin, x0 * sin + x1 * cos], dim=-1).flatten(-2)
+    # eager: write both halves in place, half the memory passes of the form above
+    out = torch.empty(x.shape, dtype=torch.promote_types(x.dtype, cos.dtype), device=x.device)
+    out0, out1 = out.unflatten(-1, (-1, 2)).unbind(-1)
+    torch.mul(x0, cos, out=out0).addcmul_(x1, sin, value=-1)
+    torch.mul(x0, sin, out=out1).addcmul_(x1, cos)
+    return out
+
+
+class RotateFixed(torch.autograd.Function):
+    """x (..., N, d) rotated by fixed angles (cos, sin (..., N, d/2), float32, no gradient).
+    Saves only the tables (cached, shared by the layers); backward rotates by the negative angle."""
+
+    @staticmethod
+    def forward(ctx, x, cos, sin):
+        ctx.save_for_backward(cos, sin)
+        return rotate_pairs(x, cos, sin).to(x.dtype)
+
+    @staticmethod
+    def backward(ctx, grad):
+        cos, sin = ctx.saved_tensors
+        return rotate_pairs(grad, cos, -sin).to(grad.dtype), None, None
+
+
+def at_least_float32(t: torch.Tensor) -> torch.Tensor:
+    """t in float32 if it is in a lower precision (float16, bfloat16), else as it is (float64)."""
+    return t.to(torch.promote_types(t.dtype, torch.float32))
+
+
+def mixed_cos_sin(freqs: torch.Tensor, coords: torch.Tensor):
+    """RoPE-Mixed (cos, sin), each (h, N, d/2) in float32 (or float64 for float64 inputs), of the
+    angles fx[h, j] x_n + fy[h, j] y_n for freqs (2, h, d/2) = [fx, fy] and coords (2, N) = [x; y]."""
+    freqs = at_least_float32(freqs)
+    coords = coords.to(freqs.dtype)
+    angles = freqs[0, :, None] * coords[0, :, None] + freqs[1, :, None] * coords[1, :, None]  # elementwise:
+    return angles.cos(), angles.sin()  # autocast leaves it in float32
+
+
+class RotateMixed(torch.autograd.Function):
+    """x (..., h, N, d) rotated by the learnable angles fx x + fy y (``mixed_cos_sin``).
+
+    Saves the rotated output (the q/k attention saves anyway), freqs and coords; backward
+    recomputes cos/sin, rotates the gradient back, and forms d loss / d freqs in closed form:
+    d loss / d angle = g1 y0 - g0 y1 (the output pair turned by 90 degrees, against the gradient),
+    summed over all leading dimensions (batch, windows, q/k) first, then times x (fx) and y (fy).
     """
-    cos = angles.cos().repeat_interleave(2, dim=-1)
-    sin = angles.sin()
-    signed_sin = torch.stack([-sin, sin], dim=-1).flatten(-2)
-    if num_prefix_tokens:
-        pad = (0, 0, num_prefix_tokens, 0)
-        cos = nn.functional.pad(cos, pad, value=1.0)
-        signed_sin = nn.functional.pad(signed_sin, pad, value=0.0)
-    return cos.to(dtype), signed_sin.to(dtype)
 
+    @staticmethod
+    def forward(ctx, x, freqs, coords):
+        cos, sin = mixed_cos_sin(freqs, coords)
+        out = rotate_pairs(x, cos, sin).to(x.dtype)
+        ctx.save_for_backward(out, freqs, coords)
+        return out
 
-def apply_rope(x: torch.Tensor, cos: torch.Tensor, signed_sin: torch.Tensor) -> torch.Tensor:
-    """Rotate channel pairs of x (..., N, d) by tables (..., N, d) from ``rope_tables``.
-
-    ``x * cos + swap_pairs(x) * signed_sin`` where swap_pairs maps (x0, x1) to (x1, x0).
-    Leading dimensions broadcast, so q and k can be rotated in one call, e.g. as
-    ``qkv[:2]`` of shape (2, B, heads, N, d).
-    """
-    swapped = x.unflatten(-1, (-1, 2)).flip(-1).flatten(-2)
-    return torch.addcmul(x * cos, swapped, signed_sin)
+    @staticmethod
+    def backward(ctx, grad):
+        out, freqs, coords = ctx.saved_tensors
+        cos, sin = mixed_cos_sin(freqs, coords)
+        grad_x = rotate_pairs(grad, cos, -sin).to(grad.dtype) if ctx.needs_input_grad[0] else None
+        grad_freqs = None
+        if ctx.needs_input_grad[1]:
+            g0, g1 = at_least_float32(grad).unflatten(-1, (-1, 2)).unbind(-1)
+            y0, y1 = at_least_float32(out).unflatten(-1, (-1, 2)).unbind(-1)
+            with torch.autocast(grad.device.type, enabled=False):  # reductions stay in float32
+                d_angle = torch.einsum('...hnj,...hnj->hnj', g1, y0) - torch.einsum('...hnj,...hnj->hnj', g0, y1)
+                grad_freqs = torch.einsum('hnj,cn->chj', d_angle, coords.to(d_angle.dtype)).to(freqs.dtype)
+        return grad_x, grad_freqs, None
 
 
 class RoPEAxial(AttentionPosEmbed):
@@ -54,14 +126,13 @@ class RoPEAxial(AttentionPosEmbed):
     Args:
         head_dim: attention head dimension d (multiple of 4).
         theta: frequency base; mag_k = theta ** (-4k/d).
-    Holds no state: the tables are cached per (grid, prefix, device, dtype).
+    Holds no state: its tables live in the shared cache of ``rope_axial_tables``.
     """
 
     def __init__(self, head_dim: int, theta: float):
         super().__init__()
         self.head_dim = head_dim
         self.theta = theta
-        self._cache = {}
 
     def extra_repr(self) -> str:
         return f'head_dim={self.head_dim}, theta={self.theta}'
@@ -72,20 +143,10 @@ class RoPEAxial(AttentionPosEmbed):
         mag = axial_magnitudes(self.head_dim, self.theta).to(device)
         return torch.cat([x[:, None] * mag, y[:, None] * mag], dim=-1)[None]
 
-    @cache_builder
-    def _build_tables(self, hw: HW, num_prefix_tokens: int, device, dtype):
-        return rope_tables(self.angles(hw, device), num_prefix_tokens, dtype)
-
-    def tables(self, hw: HW, num_prefix_tokens: int, device, dtype):
-        key = (tuple(hw), num_prefix_tokens, device, dtype)
-        if key not in self._cache:
-            self._cache[key] = self._build_tables(hw, num_prefix_tokens, device, dtype)
-        return self._cache[key]
-
     def rotate(self, qk: torch.Tensor, hw: HW, num_prefix_tokens: int = 0) -> torch.Tensor:
         """Rotate q/k of shape (..., heads, P + H*W, d); prefix tokens stay as they are."""
-        cos, signed_sin = self.tables(hw, num_prefix_tokens, qk.device, qk.dtype)
-        return apply_rope(qk, cos, signed_sin)
+        cos, sin = rope_axial_tables(tuple(hw), num_prefix_tokens, self.head_dim, self.theta, qk.device)
+        return RotateFixed.apply(qk, cos, sin)
 
 
 def mixed_init_freqs(num_heads: int, head_dim: int, theta: float = 10.0) -> torch.Tensor:
@@ -107,8 +168,8 @@ class RoPEMixed(AttentionPosEmbed):
         num_heads: attention heads h.
         head_dim: head dimension d (multiple of 4).
         theta: base of the initial magnitudes (10 in the paper).
-    Parameter ``freqs`` (2, h, d/2) holds fx and fy. Angles are computed on demand from
-    the current frequencies (float32), so gradients reach them.
+    Parameter ``freqs`` (2, h, d/2) holds fx and fy. Angles are computed from the current
+    frequencies in every call (float32); gradients reach them in closed form (``RotateMixed``).
     """
 
     def __init__(self, num_heads: int, head_dim: int, theta: float = 10.0):
@@ -123,11 +184,9 @@ class RoPEMixed(AttentionPosEmbed):
 
     def angles(self, hw: HW) -> torch.Tensor:
         """(h, H*W, d/2) float32 angles ``fx x + fy y``."""
-        x, y = grid_coords(hw, self.freqs.device)
-        freqs = self.freqs.float()
-        return x[:, None] * freqs[0, :, None] + y[:, None] * freqs[1, :, None]
+        x, y = rope_coords(tuple(hw), 0, self.freqs.device)
+        return self.freqs[0, :, None].float() * x[:, None] + self.freqs[1, :, None].float() * y[:, None]
 
     def rotate(self, qk: torch.Tensor, hw: HW, num_prefix_tokens: int = 0) -> torch.Tensor:
         """Rotate q/k of shape (..., h, P + H*W, d); prefix tokens stay as they are."""
-        cos, signed_sin = rope_tables(self.angles(hw), num_prefix_tokens, qk.dtype)
-        return apply_rope(qk, cos, signed_sin)
+        return RotateMixed.apply(qk, self.freqs, rope_coords(tuple(hw), num_prefix_tokens, qk.device))
