@@ -264,6 +264,32 @@ def test_offline_miss_fails_at_once_naming_repo_cache_and_command(hub):
         ckpt.resolve('timm://no_such_model')
 
 
+def test_online_miss_downloads_the_weight_file(hub, monkeypatch, tmp_path):
+    """Not cached and online: the repo's files are listed and its weight file by name downloaded,
+    URLs go where mmengine caches them; a hub that cannot be reached is the not-cached error.
+    (huggingface_hub's and torch.hub's downloads are stubbed: no network here.)"""
+    from huggingface_hub.errors import LocalEntryNotFoundError
+    monkeypatch.setattr(ckpt, 'offline', lambda: False)
+    monkeypatch.setattr('huggingface_hub.HfApi.list_repo_files',
+                        lambda self, repo, revision=None: ['README.md', 'a.pth', 'pytorch_model.bin'])
+    calls = []
+    monkeypatch.setattr('huggingface_hub.hf_hub_download',
+                        lambda repo, filename, revision=None: calls.append((repo, filename, revision)) or filename)
+    assert ckpt.resolve('hf://o/r@v1') == 'pytorch_model.bin' and calls == [('o/r', 'pytorch_model.bin', 'v1')]
+
+    def unreachable(*args, **kwargs):
+        raise LocalEntryNotFoundError('connection refused')
+    monkeypatch.setattr('huggingface_hub.hf_hub_download', unreachable)
+    with pytest.raises(ckpt.CheckpointNotCachedError, match='repo o/r, the hub cannot be reached: connection refused'):
+        ckpt.resolve('hf://o/r/f.pth')
+
+    monkeypatch.setenv('TORCH_HOME', str(tmp_path / 'torch'))
+    monkeypatch.setattr(torch.hub, 'download_url_to_file', lambda url, dst: Path(dst).write_text(url))
+    path = ckpt.resolve('https://example.org/v1/swin.pth')
+    assert path == str(tmp_path / 'torch' / 'hub' / 'checkpoints' / 'swin.pth')
+    assert Path(path).read_text() == 'https://example.org/v1/swin.pth'
+
+
 # ------------------------------------------------------------------------------- layout detection
 def test_layout_detection_of_every_layout(checkpoints):
     from mmpe.converters import backbone_state_dict
