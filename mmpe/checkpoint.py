@@ -108,11 +108,6 @@ def offline() -> bool:
     return constants.HF_HUB_OFFLINE
 
 
-def _hub_cache() -> str:
-    from huggingface_hub import constants
-    return constants.HF_HUB_CACHE
-
-
 def _url_cache_path(url: str) -> str:
     """Where mmengine's http loader (torch.hub) keeps a downloaded URL."""
     return osp.join(torch.hub.get_dir(), 'checkpoints', osp.basename(urlparse(url).path))
@@ -122,14 +117,16 @@ def cache_location(name: str) -> str:
     """The directory (hub repo folder) or file where the checkpoint ``name`` is looked for."""
     name = canonical(name)
     if name.startswith(HF):
+        from huggingface_hub import constants
         from huggingface_hub.file_download import repo_folder_name
-        return osp.join(_hub_cache(), repo_folder_name(repo_id=parse_hf(name).repo, repo_type='model'))
+        return osp.join(constants.HF_HUB_CACHE, repo_folder_name(repo_id=parse_hf(name).repo, repo_type='model'))
     if name.startswith(URL_SCHEMES):
         return _url_cache_path(name)
     return name
 
 
 def fetch_command(name: str) -> str:
+    """The command that downloads checkpoint ``name`` into the local cache."""
     return f'{FETCH_TOOL} {name}'
 
 
