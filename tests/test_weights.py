@@ -150,7 +150,9 @@ def _features(model, size=(64, 96)):
 
 
 def _loaded(cls, checkpoint, **kwargs):
-    model = cls(**kwargs, init_cfg=dict(type='Pretrained', checkpoint=checkpoint))
+    """The backbone built from its config (mmdet's registry) with init_cfg Pretrained, initialised."""
+    from mmdet.registry import MODELS
+    model = MODELS.build(dict(type=cls.__name__, **kwargs, init_cfg=dict(type='Pretrained', checkpoint=checkpoint)))
     model.init_weights()
     return model
 
