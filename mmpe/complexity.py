@@ -10,9 +10,10 @@ count their multiply-adds without bias, LayerNorm 5 per element, elementwise ope
 - The RoPE rotation (``mmpe.pos_embed.rope``'s autograd Functions, traced as
   ``prim::PythonOp.RotateFixed`` / ``prim::PythonOp.RotateMixed``): ``ROPE_FLOPS_PER_ELEMENT``
   = 2 per rotated element of q and k (prefix tokens included, they go through the
-  identity rotation): ``y0 = x0 cos - x1 sin`` is one multiply and one multiply-add. Building
-  the cos/sin tables (cached for RoPE-Axial; per call for RoPE-Mixed: h * N * d/2 angles) is
-  not counted.
+  identity rotation): ``y0 = x0 cos - x1 sin`` is one multiply and one multiply-add.
+  RoPE-Mixed also computes its angles ``fx x + fy y`` in every call: 2 per angle,
+  h * (P + N) * d/2 angles per layer. cos and sin are elementwise (not counted); RoPE-Axial's
+  cached tables cost nothing per call.
 """
 from collections import Counter
 from math import prod
@@ -24,6 +25,7 @@ from mmengine.analysis.jit_handles import get_shape
 from torch import nn
 
 ROPE_FLOPS_PER_ELEMENT = 2
+ROPE_ANGLE_FLOPS = 2
 ROPE_OPS = ('prim::PythonOp.RotateFixed', 'prim::PythonOp.RotateMixed')
 
 
@@ -34,9 +36,16 @@ def sdpa_flop_jit(inputs: List, outputs: List) -> int:
     return prod(out[:-2]) * q[-2] * k[-2] * (q[-1] + v[-1])
 
 
-def rope_flop_jit(inputs: List, outputs: List) -> int:
-    """FLOPs of one RoPE rotation: ``ROPE_FLOPS_PER_ELEMENT`` per element of the rotated output."""
+def rope_fixed_flop_jit(inputs: List, outputs: List) -> int:
+    """FLOPs of ``RotateFixed(x, cos, sin)``: ``ROPE_FLOPS_PER_ELEMENT`` per rotated element."""
     return ROPE_FLOPS_PER_ELEMENT * prod(get_shape(outputs[0]))
+
+
+def rope_mixed_flop_jit(inputs: List, outputs: List) -> int:
+    """FLOPs of ``RotateMixed(x, freqs (2, h, d/2), coords (2, N))``: the rotation as
+    ``rope_fixed_flop_jit`` plus ``ROPE_ANGLE_FLOPS`` per angle fx x + fy y (h * N * d/2)."""
+    _, heads, pairs = get_shape(inputs[1])
+    return rope_fixed_flop_jit(inputs, outputs) + ROPE_ANGLE_FLOPS * heads * pairs * get_shape(inputs[2])[1]
 
 
 def flop_analyzer(model: nn.Module, inputs: Tuple[torch.Tensor, ...]) -> FlopAnalyzer:
@@ -44,8 +53,8 @@ def flop_analyzer(model: nn.Module, inputs: Tuple[torch.Tensor, ...]) -> FlopAna
     (module docstring); warnings about uncounted (elementwise) operators are off, see
     ``analyzer.unsupported_ops()``."""
     analyzer = FlopAnalyzer(model, inputs)
-    analyzer.set_op_handle('aten::scaled_dot_product_attention', sdpa_flop_jit,
-                           **{op: rope_flop_jit for op in ROPE_OPS})
+    analyzer.set_op_handle(**{'aten::scaled_dot_product_attention': sdpa_flop_jit,
+                              ROPE_OPS[0]: rope_fixed_flop_jit, ROPE_OPS[1]: rope_mixed_flop_jit})
     return analyzer.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
 
 

@@ -11,6 +11,7 @@ import copy
 import csv
 import json
 import math
+import numbers
 import os
 import os.path as osp
 import re
@@ -128,7 +129,7 @@ def clean_metrics(metrics: Dict) -> Dict[str, float]:
     """Numeric metrics as floats; CocoMetric's -1 ("no object in this size range") becomes NaN."""
     out = {}
     for key, value in metrics.items():
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if isinstance(value, numbers.Real) and not isinstance(value, bool):  # numpy scalars too
             out[key] = math.nan if key.startswith('coco/') and value == -1 else float(value)
     return out
 

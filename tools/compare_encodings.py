@@ -87,9 +87,9 @@ def main():
     scales = args.scales or ([0.5, 1.0, 2.0] if args.quick else [0.5, 0.75, 1.0, 1.25, 1.5, 2.0])
     python = sys.executable
     study_start = time.time()
-    for config in args.configs:
-        for name, pos_embed in encodings:
-            for seed in args.seeds:
+    for seed in args.seeds:  # seed outermost: a study cut short has every encoding at its first seeds
+        for config in args.configs:
+            for name, pos_embed in encodings:
                 run = osp.join(args.work_dir, osp.splitext(osp.basename(config))[0], slug(name or 'config'),
                                f'seed{seed}')
                 label = f'{osp.basename(config)} / {name or "as configured"} / seed {seed}'

@@ -10,8 +10,9 @@ Two tasks, each written as a COCO-format detection set and as an ADE20k-layout s
   of the image, so a scene rendered at 2x is the same scene with objects twice as large in
   pixels. It has two parts that test different things:
 
-  - 1-2 squares labelled by the image *quadrant* of their centre ('square-top-left', ...):
-    absolute position. All squares look alike; only where they are decides the class.
+  - 1-2 squares labelled by the image *half* their centre lies in ('square-left',
+    'square-right'): absolute position. All squares look alike; only where they are in the
+    image decides the class.
   - exactly 2 disks, the one whose centre is further left is 'disk-left', the other
     'disk-right': relative layout. The class of a disk depends on where the *other* disk is,
     not on where it is in the image, so it needs attention between distant objects that
@@ -29,8 +30,7 @@ from PIL import Image
 DET_CLASSES = ('square-top', 'square-bottom', 'disk-top', 'disk-bottom')
 # ADE20k layout with reduce_zero_label=True: 0 in the annotation is "ignore", k is class k-1.
 SEG_CLASSES = ('background',) + DET_CLASSES
-LAYOUT_DET_CLASSES = ('square-top-left', 'square-top-right', 'square-bottom-left', 'square-bottom-right',
-                      'disk-left', 'disk-right')
+LAYOUT_DET_CLASSES = ('square-left', 'square-right', 'disk-left', 'disk-right')
 LAYOUT_SEG_CLASSES = ('background',) + LAYOUT_DET_CLASSES
 
 Scene = Tuple[np.ndarray, List[Tuple[int, Tuple[int, int, int, int]]], np.ndarray]
@@ -79,14 +79,14 @@ def _shape_mask(shape: int, box: Tuple[int, int, int, int], height: int, width: 
 def _layout_geometry(rng: np.random.Generator, aspect: float) -> List[Tuple[int, Tuple[float, float, float, float]]]:
     """Shapes (0 square, 1 disk) and boxes (x0, y0, w, h) in fractions of the image width and
     height, for an image of width / height ``aspect``: 2 disks then 1-2 squares, each of side
-    0.14-0.24 of the image's shorter side, at least 0.02 apart, square centres at least 0.05
-    from the quadrant lines, disk centres at least 0.1 apart in x (so every label is
+    0.2-0.3 of the image's shorter side, at least 0.02 apart, square centres at least 0.05
+    from the vertical midline, disk centres at least 0.1 apart in x (so every label is
     unambiguous at any resolution). The draws do not depend on ``aspect``."""
     shapes = [1, 1] + [0] * int(rng.integers(1, 3))
     for _attempt in range(1000):
         boxes = []
         for _ in shapes:
-            side = rng.uniform(0.14, 0.24)
+            side = rng.uniform(0.2, 0.3)
             w, h = side * min(1.0, 1 / aspect), side * min(1.0, aspect)
             boxes.append((rng.uniform(0, 1 - w), rng.uniform(0, 1 - h), w, h))
         apart = all(a[0] + a[2] + 0.02 <= b[0] or b[0] + b[2] + 0.02 <= a[0] or
@@ -94,8 +94,8 @@ def _layout_geometry(rng: np.random.Generator, aspect: float) -> List[Tuple[int,
                     for i, a in enumerate(boxes) for b in boxes[:i])
         cx = [x0 + w / 2 for x0, _, w, _ in boxes]
         cy = [y0 + h / 2 for _, y0, _, h in boxes]
-        off_lines = all(min(abs(cx[i] - 0.5), abs(cy[i] - 0.5)) >= 0.05 for i in range(2, len(shapes)))
-        if apart and off_lines and abs(cx[0] - cx[1]) >= 0.1:
+        off_line = all(abs(cx[i] - 0.5) >= 0.05 for i in range(2, len(shapes)))
+        if apart and off_line and abs(cx[0] - cx[1]) >= 0.1:
             return list(zip(shapes, boxes))
     raise RuntimeError('could not place the layout objects')  # does not happen with these sizes
 
@@ -114,10 +114,10 @@ def render_layout_scene(rng: np.random.Generator, height: int, width: int) -> Sc
     for (shape, (x0, y0, w, h)), colour in zip(geometry, colours):
         size = max(1, round(w * width))
         box = (round(x0 * width), round(y0 * height), size, size)
-        if shape == 0:  # quadrant of the centre: 0 top-left, 1 top-right, 2 bottom-left, 3 bottom-right
-            cls = 2 * int(y0 + h / 2 >= 0.5) + int(x0 + w / 2 >= 0.5)
-        else:  # 4 disk-left, 5 disk-right
-            cls = 4 + int(x0 + w / 2 == max(disk_cx))
+        if shape == 0:  # image half of the centre: 0 square-left, 1 square-right
+            cls = int(x0 + w / 2 >= 0.5)
+        else:  # 2 disk-left, 3 disk-right
+            cls = 2 + int(x0 + w / 2 == max(disk_cx))
         mask = _shape_mask(shape, box, height, width)
         image[mask] = colour
         label[mask] = cls + 1
