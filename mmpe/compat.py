@@ -71,6 +71,76 @@ def allow_cpu_distributed() -> None:
     MMDistributedDataParallel.__init__ = __init__
 
 
+def mmcv_has_cuda_ops() -> bool:
+    """True when mmcv's compiled ``_ext`` was built with its CUDA kernels (MMCV_WITH_CUDA)."""
+    from mmcv.ops import get_compiling_cuda_version
+    return get_compiling_cuda_version() != 'not available'
+
+
+class PyTorchDeformableAttnFunction:
+    """Stands in for mmcv's ``MultiScaleDeformableAttnFunction`` (same ``apply`` arguments) when
+    mmcv has no CUDA kernels: CUDA tensors go to mmcv's pure-PyTorch
+    ``multi_scale_deformable_attn_pytorch`` (same result; more memory and time), with one
+    warning; other devices (MLU) keep mmcv's compiled function."""
+
+    kernel = None  # mmcv's MultiScaleDeformableAttnFunction, set by route_deformable_attention
+    warned = False
+
+    @classmethod
+    def apply(cls, value, spatial_shapes, level_start_index, sampling_locations, attention_weights, im2col_step):
+        """value (B, N_v, heads, C/heads), sampling_locations (B, N_q, heads, levels, points, 2),
+        attention_weights (B, N_q, heads, levels, points) -> (B, N_q, C)."""
+        from mmcv.ops.multi_scale_deform_attn import multi_scale_deformable_attn_pytorch
+        from mmengine.logging import print_log
+        if not value.is_cuda:
+            return cls.kernel.apply(value, spatial_shapes, level_start_index, sampling_locations,
+                                    attention_weights, im2col_step)
+        if not cls.warned:
+            print_log('mmcv was built without CUDA ops: MultiScaleDeformableAttention runs mmcv\'s pure-PyTorch '
+                      'multi_scale_deformable_attn_pytorch on CUDA tensors (slower, more memory). Build mmcv '
+                      'with CUDA ops: bash tools/setup_env.sh --cuda', 'current', logging.WARNING)
+            cls.warned = True
+        return multi_scale_deformable_attn_pytorch(value, spatial_shapes, sampling_locations, attention_weights)
+
+
+def route_deformable_attention() -> None:
+    """mmcv's ``MultiScaleDeformableAttention.forward`` calls its compiled CUDA kernel
+    (``MultiScaleDeformableAttnFunction.apply``) for every CUDA tensor
+    (mmcv/ops/multi_scale_deform_attn.py: ``if IS_CUDA_AVAILABLE and value.is_cuda``). An mmcv
+    built without CUDA ops (e.g. on a login node without a GPU) has no such kernel, so DINO fails
+    in its first step on a GPU. For such a build only, replace the function that forward calls
+    (``PyTorchDeformableAttnFunction``); a build with CUDA ops is left untouched."""
+    from mmcv.ops import multi_scale_deform_attn
+    if mmcv_has_cuda_ops():
+        return
+    PyTorchDeformableAttnFunction.kernel = multi_scale_deform_attn.MultiScaleDeformableAttnFunction
+    multi_scale_deform_attn.MultiScaleDeformableAttnFunction = PyTorchDeformableAttnFunction
+
+
+def allow_cpu_bf16_amp() -> None:
+    """mmengine's AmpOptimWrapper (``tools/train.py --amp``) asserts a GPU, although mmengine's
+    autocast runs on CPU with bfloat16. Without an accelerator, accept
+    ``AmpOptimWrapper(dtype='bfloat16')`` (CPU autocast; bfloat16 needs no loss scaling, so the
+    loss scaler is disabled) and reject other dtypes with a clear error."""
+    from mmengine.device import is_cuda_available, is_mlu_available, is_musa_available, is_npu_available
+    from mmengine.optim import AmpOptimWrapper, OptimWrapper
+
+    amp_init = AmpOptimWrapper.__init__
+
+    def __init__(self, loss_scale='dynamic', dtype=None, use_fsdp=False, **kwargs):
+        if is_cuda_available() or is_npu_available() or is_mlu_available() or is_musa_available():
+            return amp_init(self, loss_scale, dtype, use_fsdp, **kwargs)
+        if dtype not in ('bfloat16', torch.bfloat16):
+            raise ValueError(f'AmpOptimWrapper without a GPU runs CPU autocast, which needs dtype=\'bfloat16\' '
+                             f'(e.g. --cfg-options optim_wrapper.dtype=bfloat16); got dtype={dtype!r}')
+        OptimWrapper.__init__(self, **kwargs)
+        self._scale_update_param = None
+        self.loss_scaler = torch.amp.GradScaler('cpu', enabled=False)
+        self.cast_dtype = torch.bfloat16
+
+    AmpOptimWrapper.__init__ = __init__
+
+
 def apply() -> None:
     """Apply every fix once."""
     global _applied
@@ -78,4 +148,6 @@ def apply() -> None:
         return
     allow_mmengine_checkpoints()
     allow_cpu_distributed()
+    route_deformable_attention()
+    allow_cpu_bf16_amp()
     _applied = True
