@@ -45,6 +45,15 @@ def rope_axial_tables(hw: HW, num_prefix_tokens: int, head_dim: int, theta: floa
     return angles.cos(), angles.sin()
 
 
+def empty_in_layout_of(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """An uninitialised tensor of x's shape whose dimensions lie in memory in the order of x's
+    (e.g. q/k permuted from a (B, N, 3, h, d) projection keep a token-major layout, in which
+    attention's output is laid out for the projection that follows without a copy)."""
+    order = sorted(range(x.dim()), key=lambda i: x.stride(i), reverse=True)  # outermost first
+    buffer = torch.empty([x.shape[i] for i in order], dtype=dtype, device=x.device)
+    return buffer.permute([order.index(i) for i in range(x.dim())])
+
+
 def rotate_pairs(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
     """Rotate the channel pairs of x (..., N, d) by angles given as cos, sin (..., N, d/2)
     (broadcast over leading dimensions). Computed and returned in the tables' precision when x
@@ -53,7 +62,7 @@ def rotate_pairs(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch
     if torch.compiler.is_compiling():  # traceable form; inductor fuses it into one kernel
         return torch.stack([x0 * cos - x1 * sin, x0 * sin + x1 * cos], dim=-1).flatten(-2)
     # eager: write both halves in place, half the memory passes of the form above
-    out = torch.empty(x.shape, dtype=torch.promote_types(x.dtype, cos.dtype), device=x.device)
+    out = empty_in_layout_of(x, torch.promote_types(x.dtype, cos.dtype))
     out0, out1 = out.unflatten(-1, (-1, 2)).unbind(-1)
     torch.mul(x0, cos, out=out0).addcmul_(x1, sin, value=-1)
     torch.mul(x0, sin, out=out1).addcmul_(x1, cos)
