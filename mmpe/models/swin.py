@@ -21,11 +21,10 @@ from mmcv.cnn.bricks.transformer import FFN, PatchEmbed, PatchMerging, build_dro
 from mmengine.logging import MMLogger
 from mmengine.model import BaseModule, ModuleList
 from mmengine.model.weight_init import constant_init, trunc_normal_init
-from mmengine.runner.checkpoint import CheckpointLoader
 from mmengine.utils import to_2tuple
 from torch import nn
 
-from ..converters.swin import SWIN_AXIAL_THETA, convert_microsoft_swin, backbone_state_dict, resize_rpb_tables
+from ..converters.swin import SWIN_AXIAL_THETA, convert_microsoft_swin, resize_rpb_tables
 from ..pos_embed import AttentionPosEmbed, build_pos_embed, parse_pos_embed_cfg
 from ..pos_embed.cache import table_cache
 from ..registry import register_model
@@ -228,10 +227,11 @@ class PESwinTransformer(BaseModule):
     mmdet. Output: tuple of (B, embed_dims * 2**i, ceil(H / s_i), ceil(W / s_i)) maps for i in
     ``out_indices``, s_i the stride of stage i.
 
-    ``init_cfg=dict(type='Pretrained', checkpoint=...)`` loads mmdet/mmseg Swin checkpoints as
-    they are (full detector/segmentor checkpoints too: their 'backbone.' keys are used), and
-    with ``convert_weights=True`` Microsoft-layout checkpoints: official Swin, and the RoPE-ViT
-    authors' Swin RoPE checkpoints (``mmpe.converters.convert_microsoft_swin``).
+    ``init_cfg=dict(type='Pretrained', checkpoint=...)`` (a path, URL, ``hf://`` or ``timm://``
+    name; ``mmpe.checkpoint``) detects the checkpoint's layout and loads it: mmdet/mmseg Swin as
+    it is (full detector/segmentor checkpoints too: their 'backbone.' keys are used), Microsoft
+    Swin and the RoPE-ViT authors' Swin RoPE converted (``mmpe.converters.convert_microsoft_swin``);
+    ``convert_weights`` is accepted for mmdet configs and no longer needed.
     ``use_abs_pos_embed`` exists only so that mmdet/mmseg configs work; it must be False
     (use ``pos_embed=dict(type='ape')``).
 

@@ -1,7 +1,6 @@
 """Plain Vision Transformer backbone (ViT / ViTDet) whose positional encoding is one config key."""
 import logging
 import math
-import os.path as osp
 from typing import Optional, Sequence, Tuple, Union
 
 import torch
@@ -12,7 +11,7 @@ from timm.layers import DropPath, LayerScale, Mlp, PatchEmbed
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from ..converters.timm_vit import convert_timm_vit, load_state_file, unwrap_state_dict
+from ..converters.timm_vit import convert_timm_vit
 from ..pos_embed import LearnedPosEmbed, build_pos_embed, parse_pos_embed_cfg, resize_pos_table
 from ..pos_embed.cache import table_cache
 from ..registry import register_model
@@ -118,10 +117,11 @@ class PEVisionTransformer(BaseModule):
         frozen_stages: -1 trains all; k >= 0 freezes patch embedding, CLS token and token
             encoding, plus blocks 0..k-1 (and ``norm`` when k == depth).
         with_cp: gradient checkpointing of every block in training.
-        init_cfg: mmengine init config. ``dict(type='Pretrained', checkpoint=PATH, prefix=None)``
-            loads a timm ViT checkpoint (Eva RoPE-ViT or VisionTransformer layout, .pth or
-            .safetensors; converted on the fly by ``mmpe.converters.convert_timm_vit``) or a
-            converted one; missing, unexpected and ignored keys are logged.
+        init_cfg: mmengine init config. ``dict(type='Pretrained', checkpoint=..., prefix=None)``
+            with a path, URL, ``hf://`` or ``timm://`` name (``mmpe.checkpoint``): the layout is
+            detected (timm Eva RoPE-ViT or VisionTransformer, the RoPE-ViT authors' DeiT-III,
+            mmpe's own; .pth or .safetensors) and converted on the fly; missing, unexpected and
+            ignored keys are logged.
 
     Weight decay: every encoding parameter lives under a module named ``pos_embed`` (the
     token encoding ``pos_embed.*`` and each attention's ``blocks.i.attn.pos_embed.freqs``),
