@@ -16,7 +16,8 @@ Built-in rows (widths of --embed-dims / --num-heads, seeded by --seed):
 Each --checkpoint NAME=PATH (mmpe, mmdet/mmseg or timm ViT/Swin checkpoint) adds a row per learned
 encoding it holds: NAME:ape (its table, resized bicubically to the grid as the model does),
 NAME:rope_mixed (kernel, mean over layers; --per-layer adds one row per layer) and NAME:loope
-(E(X_G + X_C) on --image, or by default on a Three-Cell image, resized to the grid).
+(E(X_G + X_C) on --image resized to the grid, or by default on a Three-Cell image: an H x H
+board on square grids, a 14x14 board resized to other grids).
 Additive encodings are compared by the cosine similarity of table rows ('cosine'), rotary ones by
 the kernel s(p, q) = mean over pairs of cos(angle(p) - angle(q)) ('rope kernel').
 
@@ -26,7 +27,6 @@ import argparse
 import os
 import time
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -68,7 +68,8 @@ def parse_args(argv=None):
     parser.add_argument('--seed', type=int, default=0, help='seed of the random (initial) APE and RoPE-Mixed rows')
     parser.add_argument('--checkpoint', action='append', type=checkpoint_arg, default=[], metavar='NAME=PATH')
     parser.add_argument('--per-layer', action='store_true', help='also one row per layer of RoPE-Mixed checkpoints')
-    parser.add_argument('--image', help='image for LOOPE checkpoints (default: a Three-Cell image)')
+    parser.add_argument('--image', help='image for LOOPE checkpoints, resized to each grid (default: a Three-Cell '
+                                        'image, see above)')
     parser.add_argument('--out', default='work_dirs/pesi')
     args = parser.parse_args(argv)
     if args.embed_dims % args.num_heads or (args.embed_dims // args.num_heads) % 4 or args.embed_dims % 4:
@@ -99,14 +100,15 @@ def builtin_rows(args, hw):
 
 
 def loope_image(args, module, hw) -> torch.Tensor:
-    """(C, H*p, W*p) image for a LOOPE module: --image or a 14x14 Three-Cell image, resized to the grid."""
+    """(C, H*p, W*p) image for a LOOPE module: --image resized to the grid, else a Three-Cell
+    image (seed --seed): an H x H board on a square grid, a 14x14 board resized to other grids."""
     patch = module.context.features[0].kernel_size[0]
     if args.image:
         from torchvision.io import ImageReadMode, decode_image
         image = decode_image(args.image, mode=ImageReadMode.RGB).float() / 255
     else:
-        coords, _ = three_cell_sample(1, 14, args.seed)
-        image = three_cell_images(coords, 14, patch)[0]
+        board = hw[0] if hw[0] == hw[1] else 14
+        image = three_cell_images(three_cell_sample(1, board, args.seed)[0], board, patch)[0]
     size = (hw[0] * patch, hw[1] * patch)
     if tuple(image.shape[1:]) != size:
         image = F.interpolate(image[None], size=size, mode='bilinear', antialias=True, align_corners=False)[0]
@@ -143,8 +145,8 @@ def plot_maps(rows, hw, path):
     import matplotlib.pyplot as plt
     h, w = hw
     centres = [(0, 0), (h // 2, w // 2), (h // 4, (3 * w) // 4)]
-    fig, axes = plt.subplots(len(rows), len(centres), figsize=(2.4 * len(centres) + 1.5, 2.2 * len(rows)),
-                             squeeze=False)
+    fig, axes = plt.subplots(len(rows), len(centres), figsize=(2.2 * len(centres) + 1.5, 2.0 * len(rows) + 0.5),
+                             squeeze=False, layout='constrained')
     for axes_row, (name, kind, _, sim) in zip(axes, rows):
         low = min(sim[c].min() for c in centres)
         for ax, (r, c) in zip(axes_row, centres):
@@ -153,8 +155,8 @@ def plot_maps(rows, hw, path):
             ax.set_xticks([])
             ax.set_yticks([])
             ax.set_title(f'centre (row {r}, col {c})', fontsize=8)
-        axes_row[0].set_ylabel(f'{name}\n({kind})', fontsize=8)
-        fig.colorbar(image, ax=list(axes_row), fraction=0.03)
+        axes_row[0].set_ylabel(f"{name.replace(':', chr(10))}\n({kind})", fontsize=8)
+        fig.colorbar(image, ax=list(axes_row), shrink=0.9)
     fig.suptitle(f'similarity to the centre cell (+), {h}x{w} grid', fontsize=10)
     fig.savefig(path, dpi=80)
     plt.close(fig)

@@ -46,7 +46,7 @@ def parse_args(argv=None):
     parser.add_argument('--mlp-ratio', type=float, default=2.0)
     parser.add_argument('--loope-context', default='conv', choices=('conv', 'mlp'),
                         help="LOOPE context head: 'conv' (mmpe's default) or 'mlp' (the paper's Linear(N, N))")
-    parser.add_argument('--steps', type=int, default=800)
+    parser.add_argument('--steps', type=int, default=500)
     parser.add_argument('--batch-size', type=int, default=64)
     parser.add_argument('--lr', type=float, default=1e-3)
     parser.add_argument('--weight-decay', type=float, default=0.05)
