@@ -247,7 +247,8 @@ def test_tools_end_to_end(tmp_path):
     out = tmp_path / 'pesi'
     ckpt = tc / 'checkpoints'
     run_tool('tools/pesi.py', '--grids', '6x6', '4x7', '--embed-dims', '32', '--num-heads', '4', '--depth', '2',
-             '--checkpoint', f'q_ape={ckpt / "ape_seed0.pth"}', '--checkpoint', f'q_mixed={ckpt / "rope_mixed_seed0.pth"}',
+             '--checkpoint', f'q_ape={ckpt / "ape_seed0.pth"}',
+             '--checkpoint', f'q_mixed={ckpt / "rope_mixed_seed0.pth"}',
              '--checkpoint', f'q_loope={ckpt / "loope_seed1.pth"}', '--out', str(out))
     rows = read_csv(out / 'pesi.csv')
     names = ['sincos', 'sinusoid_raster', 'loope_static', 'ape_init', 'rope_axial', 'rope_mixed_init',

@@ -21,7 +21,8 @@ board on square grids, a 14x14 board resized to other grids).
 Additive encodings are compared by the cosine similarity of table rows ('cosine'), rotary ones by
 the kernel s(p, q) = mean over pairs of cos(angle(p) - angle(q)) ('rope kernel').
 
-Writes --out/pesi.md, pesi.csv and pesi_maps_HxW.png per grid.
+Writes --out/pesi.md, pesi.csv (``seconds``: wall time of the metrics of that row) and
+pesi_maps_HxW.png per grid (similarity around a corner, the centre and an off-centre cell).
 """
 import argparse
 import os
@@ -123,7 +124,8 @@ def checkpoint_rows(args, name, path, hw):
         rows.append((f'{name}:ape', COSINE, f'learned APE of {path}', cosine_similarity_map(ape_table(state, hw))))
     if any(k.endswith('attn.pos_embed.freqs') for k in state):
         freqs = rope_mixed_freqs(state)
-        rows.append((f'{name}:rope_mixed', KERNEL, f'mean over {len(freqs)} layer(s) of {path}', rope_kernel(freqs, hw)))
+        rows.append((f'{name}:rope_mixed', KERNEL, f'mean over {len(freqs)} layer(s) of {path}',
+                     rope_kernel(freqs, hw)))
         if args.per_layer:
             rows += [(f'{name}:rope_mixed[{i}]', KERNEL, f'layer {i} of {path}', rope_kernel(f, hw))
                      for i, f in enumerate(freqs)]

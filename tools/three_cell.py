@@ -1,7 +1,7 @@
 """The Three-Cell Experiment (LOOPE paper; DESIGN section 7): can a small ViT learn the distance,
 orientation, area and vector-sum relations of three coloured cells with each encoding?
 
-    OMP_NUM_THREADS=1 python tools/three_cell.py             # the full table (about 25 min on 1 thread here)
+    OMP_NUM_THREADS=1 python tools/three_cell.py             # the full table: 12 CPU-minutes (1 thread)
     OMP_NUM_THREADS=1 python tools/three_cell.py --quick     # smoke test: tiny model, a few steps
     python tools/three_cell.py --encodings ape rope_mixed --seeds 0 1 2 --steps 1000 --out work_dirs/tc
 

@@ -17,12 +17,13 @@ bucket 0):
   (constant distance or similarity) counts as 0.
 - A_SU = mean over centres of the mean over radial bins (r = 0 included) of std / mean of the
   bin's similarities (population std). A bin whose mean similarity is 0 gives inf or nan
-  (reported, not hidden); near-zero means make A_SU large.
+  (reported, not hidden); near-zero means make A_SU large, of either sign.
 
 An undefined Spearman correlation in M_U (one radial bin, or mu constant) also counts as 0.
 Similarities within ``TIE_TOLERANCE`` (1e-6) of each other (in sorted order) tie when ranked,
 so values that are equal mathematically but differ by float noise (about 1e-7 for float32
-tables) tie; ties get average ranks, as in scipy.stats.spearmanr. Computed in float64 with numpy, vectorised over centres.
+tables) tie; ties get average ranks, as in scipy.stats.spearmanr. Computed in float64 with
+numpy, vectorised over centres (a 14x14 grid takes about 25 ms).
 """
 import math
 from typing import Dict
