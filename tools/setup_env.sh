@@ -2,16 +2,39 @@
 # Idempotent set-up of the mmpe environment on Python 3.11 (x86-64):
 #   .venv/ in the repo with torch 2.14.1, torchvision 0.29.1, mmcv 2.1.0 built from
 #   source with its compiled ops, mmengine, mmdet, mmsegmentation, timm and mmpe (editable).
-# The mmcv wheel is built once per (torch version, CPU/CUDA ops) and kept in pip's cache
-# directory, so a second run (or a fresh clone on the same machine) installs it instantly.
-# Env: MMPE_VENV (default <repo>/.venv), PYTHON (default python3.11), FORCE_CUDA=1 for CUDA ops.
+#
+#   bash tools/setup_env.sh [--cuda]
+#
+# mmcv's ops are built for the CPU, or with CUDA kernels when torch sees a GPU or with --cuda
+# (same as FORCE_CUDA=1; works on a machine without a GPU, e.g. a login node). CUDA kernels are
+# compiled for TORCH_CUDA_ARCH_LIST, by default "8.0;9.0+PTX" plus any visible GPU's own
+# architecture: sm_80 code runs on A100/A10/L4/RTX 30xx-40xx (8.x), sm_90 on H100/H200, and newer
+# GPUs compile the embedded compute_90 PTX at load time. The CUDA compiler is CUDA_HOME's, the
+# nvcc on PATH or /usr/local/cuda's when its CUDA major version is torch's (13); otherwise (or
+# with MMPE_PIP_NVCC=1) NVIDIA's pip packages are installed into the venv and assembled into
+# $VENV/cuda-pip.
+# The mmcv wheel is built once per (torch version, ops, CUDA architecture list) and kept in
+# pip's cache directory, so a second run (or a fresh clone on the same machine) installs it instantly.
+# Env: MMPE_VENV (default <repo>/.venv), PYTHON (default python3.11), FORCE_CUDA=1,
+#      TORCH_CUDA_ARCH_LIST, CUDA_HOME, MMPE_PIP_NVCC=1, MAX_JOBS (parallel compile jobs, default: all cores).
 set -euo pipefail
+{ # bash reads this whole block before running it: editing the file during a run is safe
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 VENV=${MMPE_VENV:-$ROOT/.venv}
 PYTHON=${PYTHON:-python3.11}
 TORCH_VERSION=2.14.1
 TORCHVISION_VERSION=0.29.1
 MMCV_VERSION=2.1.0
+# NVIDIA's compiler for torch 2.14.1's CUDA 13.0, pinned together: nvcc's own dependencies pull
+# newer nvvm/crt, whose ptxas then fails with "Unsupported .version 9.5".
+PIP_NVCC=("nvidia-cuda-nvcc==13.0.88" "nvidia-nvvm==13.0.*" "nvidia-cuda-crt==13.0.*" "nvidia-cuda-cccl==13.0.*")
+
+for arg in "$@"; do
+  case $arg in
+    --cuda) export FORCE_CUDA=1 ;;
+    *) echo "setup_env.sh: unknown argument '$arg' (accepted: --cuda)" >&2; exit 2 ;;
+  esac
+done
 
 log() { echo "[setup $(date +%H:%M:%S)] $*"; }
 
@@ -31,27 +54,79 @@ pip_install -q --upgrade "pip>=24" "setuptools>=77,<81" wheel ninja
 log "installing torch $TORCH_VERSION and torchvision $TORCHVISION_VERSION"
 pip_install -q "torch==$TORCH_VERSION" "torchvision==$TORCHVISION_VERSION"
 
-if "$PY" -c "import mmcv, mmcv.ops; assert mmcv.__version__ == '$MMCV_VERSION'" 2>/dev/null; then
-  log "mmcv $MMCV_VERSION with compiled ops already installed"
+# CUDA_HOME for building the CUDA ops: an installed toolkit whose CUDA major version is torch's,
+# else NVIDIA's pip packages, with lib64/libcudart.so (torch's cpp_extension links -lcudart).
+find_cuda_home() {
+  local major=$1 dir
+  if [ "${MMPE_PIP_NVCC:-0}" != 1 ]; then
+    for dir in "${CUDA_HOME:-}" "${CUDA_PATH:-}" "$(dirname "$(dirname "$(command -v nvcc || echo /none/bin/nvcc)")")" \
+               /usr/local/cuda; do
+      if [ -n "$dir" ] && [ -x "$dir/bin/nvcc" ] && [ -f "$dir/include/cuda_runtime_api.h" ] \
+         && "$dir/bin/nvcc" --version | grep -q "release $major\."; then
+        echo "$dir"; return
+      fi
+    done
+  fi
+  log "installing NVIDIA's CUDA compiler from pip: ${PIP_NVCC[*]}" >&2
+  pip_install -q "${PIP_NVCC[@]}" >&2
+  local nv home="$VENV/cuda-pip"
+  nv=$("$PY" -c "import nvidia, os; print(os.path.join(nvidia.__path__[0], 'cu$major'))")
+  rm -rf "$home" && mkdir -p "$home/lib64"
+  for dir in bin include nvvm; do ln -s "$nv/$dir" "$home/$dir"; done
+  ln -s "$nv"/lib/* "$home/lib64/"
+  [ -e "$home/lib64/libcudart.so" ] || ln -s "libcudart.so.$major" "$home/lib64/libcudart.so"
+  echo "$home"
+}
+
+# Which ops (cpu/cuda), the CUDA architectures, and whether the installed mmcv already is that build.
+read -r OPS ARCHS INSTALLED < <("$PY" - "$MMCV_VERSION" "$VENV/mmcv-build.txt" <<'EOF'
+import os, sys, torch
+version, marker = sys.argv[1:]
+ops = 'cuda' if os.environ.get('FORCE_CUDA') == '1' or torch.cuda.is_available() else 'cpu'
+visible = {'%d.%d' % torch.cuda.get_device_capability(i) for i in range(torch.cuda.device_count())}
+archs = os.environ.get('TORCH_CUDA_ARCH_LIST') or ';'.join(['8.0', '9.0+PTX'] + sorted(visible - {'8.0', '9.0'}))
+archs = '-'.join(archs.replace(';', ' ').split()) if ops == 'cuda' else '-'
+try:
+    import mmcv, mmcv.ops
+    built = open(marker).read().strip() if os.path.exists(marker) else '-'
+    ok = mmcv.__version__ == version and (mmcv.ops.get_compiling_cuda_version() != 'not available') == (ops == 'cuda') \
+        and (ops == 'cpu' or built == archs)
+except Exception:
+    ok = False
+print(ops, archs, 'yes' if ok else 'no')
+EOF
+)
+if [ "$INSTALLED" = yes ]; then
+  log "mmcv $MMCV_VERSION with compiled $OPS ops already installed"
 else
-  OPS=$("$PY" -c "import os, torch; print('cuda' if os.environ.get('FORCE_CUDA') == '1' or torch.cuda.is_available() else 'cpu')")
-  WHEEL_DIR="$("$PY" -m pip cache dir)/mmpe-wheels/mmcv-$MMCV_VERSION-torch$TORCH_VERSION-$OPS"
+  KEY=mmcv-$MMCV_VERSION-torch$TORCH_VERSION-$OPS
+  [ "$OPS" = cuda ] && KEY=$KEY-$ARCHS
+  WHEEL_DIR="$("$PY" -m pip cache dir)/mmpe-wheels/$KEY"
   if ! ls "$WHEEL_DIR"/mmcv-*.whl >/dev/null 2>&1; then
     BUILD_DIR=$(mktemp -d)
-    log "building mmcv $MMCV_VERSION ($OPS ops) from source; about 25 minutes on 2 cores the first time"
+    SRC=$BUILD_DIR/mmcv-$MMCV_VERSION
     "$PY" -m pip download -q --no-deps --no-binary :all: --no-build-isolation -d "$BUILD_DIR" "mmcv==$MMCV_VERSION"
     tar -xzf "$BUILD_DIR"/mmcv-$MMCV_VERSION.tar.gz -C "$BUILD_DIR"
-    # torch >= 2.10 headers require C++20; mmcv 2.1.0 hard-codes -std=c++17.
-    sed -i 's/-std=c++17/-std=c++20/g' "$BUILD_DIR/mmcv-$MMCV_VERSION/setup.py"
-    [ "$OPS" = cuda ] && export FORCE_CUDA=1
+    # torch >= 2.10 headers require C++20; mmcv 2.1.0 hard-codes -std=c++17 (for g++ and nvcc).
+    sed -i 's/-std=c++17/-std=c++20/g' "$SRC/setup.py"
+    sources=("$SRC"/mmcv/ops/csrc/pytorch/{,cpu/}*.cpp)
+    if [ "$OPS" = cuda ]; then
+      major=$("$PY" -c "import torch; print(torch.version.cuda.split('.')[0])")
+      CUDA_HOME=$(find_cuda_home "$major")
+      # g++ compiles the .cpp files that include CUDA headers too; CUDA 13 keeps <nv/target> in include/cccl.
+      export CUDA_HOME FORCE_CUDA=1 TORCH_CUDA_ARCH_LIST=${ARCHS//-/;} CPATH="$CUDA_HOME/include/cccl${CPATH:+:$CPATH}"
+      sources+=("$SRC"/mmcv/ops/csrc/pytorch/cuda/*.{cu,cpp})
+      log "building mmcv $MMCV_VERSION (CUDA ops for $TORCH_CUDA_ARCH_LIST, nvcc of $CUDA_HOME) from source; about 50 minutes on 2 cores the first time"
+    else
+      log "building mmcv $MMCV_VERSION (cpu ops) from source; about 25 minutes on 2 cores the first time"
+    fi
     # pip hides the compiler output: report progress from the object files instead.
-    total=$(ls "$BUILD_DIR/mmcv-$MMCV_VERSION"/mmcv/ops/csrc/pytorch/{,cpu/}*.cpp | wc -l)
     (while sleep 60; do
-       log "mmcv build: $(find "$BUILD_DIR/mmcv-$MMCV_VERSION" -name '*.o' | wc -l) of about $total C++ files compiled"
+       log "mmcv build: $(find "$SRC" -name '*.o' | wc -l) of about ${#sources[@]} source files compiled"
      done) &
     ticker=$!
     MMCV_WITH_OPS=1 MAX_JOBS=${MAX_JOBS:-$(nproc)} "$PY" -m pip wheel --no-deps --no-build-isolation \
-      -w "$BUILD_DIR/wheel" "$BUILD_DIR/mmcv-$MMCV_VERSION" > "$BUILD_DIR/build.log" 2>&1 \
+      -w "$BUILD_DIR/wheel" "$SRC" > "$BUILD_DIR/build.log" 2>&1 \
       || { kill $ticker; tail -n 50 "$BUILD_DIR/build.log"; log "mmcv build failed (log: $BUILD_DIR/build.log)"; exit 1; }
     kill $ticker
     mkdir -p "$WHEEL_DIR" && cp "$BUILD_DIR"/wheel/mmcv-*.whl "$WHEEL_DIR"/
@@ -59,9 +134,12 @@ else
   fi
   log "installing mmcv from $WHEEL_DIR"
   pip_install -q --no-deps --force-reinstall "$WHEEL_DIR"/mmcv-*.whl
+  echo "$ARCHS" > "$VENV/mmcv-build.txt"
 fi
 
 log "installing mmengine, mmdet, mmsegmentation, timm and mmpe (editable, with test tools)"
 pip_install -q -e "$ROOT[tests]"
 "$PY" -c "import mmpe, mmdet, mmseg; from mmcv.ops import MultiScaleDeformableAttention; print('stack ok: torch', __import__('torch').__version__)"
 log "done: activate with 'source $VENV/bin/activate'"
+exit
+}
