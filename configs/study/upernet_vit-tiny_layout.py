@@ -12,19 +12,22 @@ classes = ('background', 'square-left', 'square-right', 'disk-left', 'disk-right
 metainfo = dict(classes=classes, palette=[[0, 0, 0], [220, 20, 60], [0, 0, 142], [250, 170, 30], [106, 0, 228]])
 num_classes = len(classes)
 image_size = (128, 160)
-max_iters = 300
+max_iters = 250
 norm_cfg = dict(type='BN', requires_grad=True)  # single process on CPU
 study = dict(backbone='ViT-tiny')
 
 # ViT: patch 8 (16x20 tokens at 128x160), width 64, 4 blocks of 4 heads (head dim 16), CLS token,
-# no LayerScale (from scratch). The neck turns the stride-8 maps into strides 4, 8, 16, 32
-# (32 channels); a narrow head (16 channels) keeps the study CPU-sized.
+# no LayerScale (from scratch). The neck turns the stride-8 maps into strides 4, 8, 16, 32.
+# Background (85% of the pixels) has a quarter of the loss weight, so a short schedule gets past
+# 'everything is background'.
 model = dict(
     data_preprocessor=dict(size=image_size),
     backbone=dict(img_size=image_size, patch_size=8, embed_dims=64, depth=4, num_heads=4, mlp_ratio=2,
                   layer_scale_init_value=None, drop_path_rate=0.0, out_indices=(0, 1, 2, 3), init_cfg=None),
-    neck=dict(in_channels=[64] * 4, out_channels=32, scales=[2, 1, 0.5, 0.25]),
-    decode_head=dict(in_channels=[32] * 4, channels=16, num_classes=num_classes, norm_cfg=norm_cfg),
+    neck=dict(in_channels=[64] * 4, out_channels=64, scales=[2, 1, 0.5, 0.25]),
+    decode_head=dict(in_channels=[64] * 4, channels=32, num_classes=num_classes, norm_cfg=norm_cfg,
+                     loss_decode=dict(type='CrossEntropyLoss', use_sigmoid=False, loss_weight=1.0,
+                                      class_weight=[0.25, 1.0, 1.0, 1.0, 1.0])),
     auxiliary_head=None)
 
 train_pipeline = [
