@@ -20,11 +20,12 @@ setup(
         'mmdet==3.3.0',
         'mmsegmentation==1.2.2',
         'timm>=1.0.20',
+        'numpy',
         # mmengine resolves mmdet::/mmseg:: configs through pkg_resources (gone in setuptools 81).
         'setuptools>=77,<81',
         # imported by mmseg without being declared.
         'ftfy',
         'regex',
     ],
-    extras_require={'tests': ['pytest']},
+    extras_require={'tests': ['pytest', 'scipy']},
 )

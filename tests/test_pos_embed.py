@@ -253,41 +253,6 @@ def test_tables_cached_under_inference_mode_serve_training():
     assert x.grad.abs().sum() > 0
 
 
-# ----------------------------------------------------------------------------- Gilbert order
-
-GILBERT_SHAPES = [(h, w) for h in range(1, 25) for w in range(1, 25)] + [(7, 33), (33, 7), (50, 76), (76, 50),
-                                                                         (100, 1), (1, 100), (31, 64), (63, 17)]
-
-
-@pytest.mark.parametrize('height, width', GILBERT_SHAPES)
-def test_gilbert_order_is_a_curve(height, width):
-    order = gilbert_order(height, width)
-    assert order.shape == (height, width) and order.dtype == torch.long
-    n = height * width
-    assert torch.equal(order.flatten().sort().values, torch.arange(1, n + 1))
-    assert order[0, 0] == 1
-    rows, cols = torch.meshgrid(torch.arange(height), torch.arange(width), indexing='ij')
-    path = torch.empty(n, 2, dtype=torch.long)
-    path[order.flatten() - 1] = torch.stack([rows.flatten(), cols.flatten()], dim=1)  # cell visited at each step
-    step = (path[1:] - path[:-1]).abs()
-    neighbour = step.sum(1) == 1
-    diagonal = (step == 1).all(1)
-    assert bool((neighbour | diagonal).all()), 'consecutive cells must touch'
-    assert int(diagonal.sum()) <= 1
-
-
-def test_gilbert_order_starts_along_the_longer_side():
-    """The curve of an H x W grid with H > W is the W x H curve (which starts along its width) transposed."""
-    for height, width in GILBERT_SHAPES:
-        if height > width:
-            assert torch.equal(gilbert_order(height, width), gilbert_order(width, height).T), (height, width)
-
-
-def test_gilbert_order_rejects_empty_grid():
-    with pytest.raises(ValueError, match='at least 1 x 1'):
-        gilbert_order(0, 5)
-
-
 # ----------------------------------------------------------------------------- LOOPE
 
 

@@ -1,5 +1,5 @@
 """Patch-grid coordinates and the generalized Hilbert ("Gilbert") order."""
-from functools import lru_cache, wraps
+from functools import lru_cache
 from typing import Tuple
 
 import numpy as np
@@ -8,17 +8,6 @@ import torch
 from .cache import table_cache
 
 HW = Tuple[int, int]
-
-
-def cache_builder(fn):
-    """Decorate a function whose tensors go into a cache: they are built as ordinary tensors
-    (even when first requested under ``torch.inference_mode``) without autograd history, so a
-    table first made during evaluation can also serve a later training step."""
-    @wraps(fn)
-    def build(*args, **kwargs):
-        with torch.inference_mode(False), torch.no_grad():
-            return fn(*args, **kwargs)
-    return build
 
 
 @table_cache(maxsize=64)
@@ -116,14 +105,13 @@ def _tile_curves() -> Tuple[np.ndarray, np.ndarray]:
     return np.abs(local % s - x0[tile]).astype(np.int8), np.abs(local // s - y0[tile]).astype(np.int8)
 
 
-@lru_cache(maxsize=64)
-@cache_builder
 def gilbert_order(height: int, width: int) -> torch.LongTensor:
     """Generalized Hilbert curve over a height x width grid, starting at the top-left cell.
 
     Returns a LongTensor (height, width) whose entry [row, col] is the 1-based step at which
     the curve visits that cell. The curve starts along the longer side (width if
-    width >= height). Cached per shape; treat the result as read-only.
+    width >= height). Built in a few milliseconds; LOOPE caches it on its device
+    (``mmpe.pos_embed.absolute.gilbert_positions``).
     """
     if height < 1 or width < 1:
         raise ValueError(f'gilbert_order needs a grid of at least 1 x 1, got {height} x {width}')
