@@ -68,6 +68,7 @@ def parse_args():
     parser.add_argument('--warmup', type=int, default=1)
     parser.add_argument('--device', default='cpu')
     parser.add_argument('--threads', type=int, default=None, help='torch CPU threads (default: torch default)')
+    parser.add_argument('--skip', nargs='*', default=[], choices=['time', 'memory'], help='parts to skip')
     parser.add_argument('--out-dir', default='work_dirs/benchmark_swin')
     return parser.parse_args()
 
@@ -79,26 +80,29 @@ def main():
     os.makedirs(args.out_dir, exist_ok=True)
     size, shape = tuple(args.size), f'{args.batch}x3x{args.size[0]}x{args.size[1]}'
     setting = f'{shape}, {args.device} fp32, {torch.get_num_threads()} threads, torch {torch.__version__}'
-    images = torch.randn(args.batch, 3, *size, device=args.device)
-    models = {name: build(name).to(args.device) for name in MODELS}
-    for model in models.values():
-        model.eval()  # mmdet's SwinTransformer.train() returns None, so no chaining
-    models['mmpe rpb'].load_state_dict(models[BASELINE].state_dict())  # same weights, same outputs
+    if 'time' not in args.skip:
+        images = torch.randn(args.batch, 3, *size, device=args.device)
+        models = {name: build(name).to(args.device) for name in MODELS}
+        for model in models.values():
+            model.eval()  # mmdet's SwinTransformer.train() returns None, so no chaining
+        models['mmpe rpb'].load_state_dict(models[BASELINE].state_dict())  # same weights, same outputs
 
-    forward = time_interleaved({n: forward_step(m, images) for n, m in models.items()}, args.warmup, args.repeats,
-                               args.device)
-    rows = [dict(model=n, input=shape, forward_s=t) for n, t in forward.items()]
-    report(rows, baseline(rows, BASELINE), 'forward_s', os.path.join(args.out_dir, 'forward'),
-           f'Swin-T forward, {setting}; ratio to mmdet')
+        forward = time_interleaved({n: forward_step(m, images) for n, m in models.items()}, args.warmup, args.repeats,
+                                   args.device)
+        rows = [dict(model=n, input=shape, forward_s=t) for n, t in forward.items()]
+        report(rows, baseline(rows, BASELINE), 'forward_s', os.path.join(args.out_dir, 'forward'),
+               f'Swin-T forward, {setting}; ratio to mmdet')
 
-    train = {n: train_step(n, size, args.batch, args.device) for n in MODELS}
-    fwd_bwd = time_interleaved(train, args.warmup, args.repeats, args.device)
-    rows = [dict(model=n, input=shape, forward_backward_s=t, vs_rpb=round(t / fwd_bwd['mmpe rpb'], 3))
-            for n, t in fwd_bwd.items()]
-    report(rows, baseline(rows, BASELINE), 'forward_backward_s', os.path.join(args.out_dir, 'forward_backward'),
-           f'Swin-T forward+backward, {setting}; ratio to mmdet')
-    del train, models
+        train = {n: train_step(n, size, args.batch, args.device) for n in MODELS}
+        fwd_bwd = time_interleaved(train, args.warmup, args.repeats, args.device)
+        rows = [dict(model=n, input=shape, forward_backward_s=t, vs_rpb=round(t / fwd_bwd['mmpe rpb'], 3))
+                for n, t in fwd_bwd.items()]
+        report(rows, baseline(rows, BASELINE), 'forward_backward_s', os.path.join(args.out_dir, 'forward_backward'),
+               f'Swin-T forward+backward, {setting}; ratio to mmdet')
+        del train, models
 
+    if 'memory' in args.skip:
+        return
     rows = []
     for name in MODELS:
         if args.device == 'cpu':

@@ -76,8 +76,8 @@ def main() -> None:
     parser.add_argument('--no-memory', action='store_true', help='skip the peak-memory measurement')
     parser.add_argument('--compile', action='store_true',
                         help='also time compiled APE and RoPE-Mixed (forward+backward)')
-    parser.add_argument('--modes', nargs='+', default=['forward', 'forward+backward'],
-                        choices=['forward', 'forward+backward'], help='what to time')
+    parser.add_argument('--modes', nargs='*', default=['forward', 'forward+backward'],
+                        choices=['forward', 'forward+backward'], help='what to time (none: memory only)')
     parser.add_argument('--out', default='work_dirs/benchmark_vit')
     args = parser.parse_args()
     size = tuple(int(s) for s in args.size.lower().split('x')) * (1 if 'x' in args.size.lower() else 2)
@@ -104,11 +104,12 @@ def main() -> None:
             return next(r for r in rows if r['encoding'] == base and r['mode'] == row['mode'])
         return baseline_of
 
-    report([dict(r) for r in rows], same_mode('APE'), 'seconds', os.path.join(args.out, 'time_vs_ape'),
-           f'Time, ratio to APE ({setting})')
-    vs_timm = [dict(r) for r in rows if r['encoding'] in ('RoPE-Mixed', TIMM_CASE)]
-    report(vs_timm, lambda row: next(r for r in vs_timm if r['encoding'] == TIMM_CASE and r['mode'] == row['mode']),
-           'seconds', os.path.join(args.out, 'time_vs_timm'), f'mmpe RoPE-Mixed vs timm Eva ({setting})')
+    if rows:
+        report([dict(r) for r in rows], same_mode('APE'), 'seconds', os.path.join(args.out, 'time_vs_ape'),
+               f'Time, ratio to APE ({setting})')
+        vs_timm = [dict(r) for r in rows if r['encoding'] in ('RoPE-Mixed', TIMM_CASE)]
+        report(vs_timm, same_mode(TIMM_CASE), 'seconds', os.path.join(args.out, 'time_vs_timm'),
+               f'mmpe RoPE-Mixed vs timm Eva ({setting})')
 
     if not args.no_memory:
         memory = []
