@@ -34,7 +34,7 @@ step() {
 skip() { RESULTS+=("$(printf '%-22s SKIP  (%s)' "$1" "$2")"); }
 
 step setup bash tools/setup_env.sh --cuda || { printf '%s\n' "${RESULTS[@]}"; exit 1; }
-GPUS=$("$PY" -c "import torch; print(torch.cuda.device_count())")
+GPUS=$("$PY" -c "import torch; print(torch.cuda.device_count())") || { echo "check_gpu: torch does not import"; exit 1; }
 SHORT=(train_cfg.max_iters=2 train_cfg.val_interval=2 default_hooks.logger.interval=1
        default_hooks.checkpoint.interval=2 'param_scheduler=[]')
 if [ "$GPUS" -eq 0 ]; then
