@@ -62,7 +62,7 @@ find_cuda_home() {
     for dir in "${CUDA_HOME:-}" "${CUDA_PATH:-}" "$(dirname "$(dirname "$(command -v nvcc || echo /none/bin/nvcc)")")" \
                /usr/local/cuda; do
       if [ -n "$dir" ] && [ -x "$dir/bin/nvcc" ] && [ -f "$dir/include/cuda_runtime_api.h" ] \
-         && "$dir/bin/nvcc" --version | grep -q "release $major\."; then
+         && [[ $("$dir/bin/nvcc" --version) == *"release $major."* ]]; then
         echo "$dir"; return
       fi
     done
