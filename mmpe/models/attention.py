@@ -6,6 +6,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..pos_embed import AttentionPosEmbed
+from ..pos_embed.rope import IDENTITY, Affine
 
 HW = Tuple[int, int]
 
@@ -38,17 +39,18 @@ class PosAttention(nn.Module):
         self.pos_embed = pos_embed
 
     def forward(self, x: torch.Tensor, hw: HW, num_prefix_tokens: int = 0,
-                mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+                mask: Optional[torch.Tensor] = None, affine: Affine = IDENTITY) -> torch.Tensor:
         """x (B, P + H*W, C) -> (B, P + H*W, C).
 
         hw: the (H, W) grid of the non-prefix tokens (a window for window attention).
         mask: optional additive mask broadcastable to (B, h, N, N), e.g. Swin's shift mask.
+        affine: (a_x, b_x, a_y, b_y), the RoPE coordinate transform (``coords_affine``).
         """
         b, n, c = x.shape
         qkv = self.qkv(x).reshape(b, n, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
         qk, v = qkv[:2], qkv[2]
         if self.pos_embed is not None:
-            rotated = self.pos_embed.rotate(qk, hw, num_prefix_tokens)
+            rotated = self.pos_embed.rotate(qk, hw, num_prefix_tokens, affine)
             if rotated is not qk:
                 # Attention saves the rotated q/k and v for backward; a view of v would keep the
                 # whole projection output (q, k and v) alive beside them, a copy keeps v only.

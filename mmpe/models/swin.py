@@ -26,6 +26,7 @@ from torch import nn
 
 from ..converters.swin import SWIN_AXIAL_THETA, convert_microsoft_swin, resize_rpb_tables
 from ..pos_embed import AttentionPosEmbed, build_pos_embed, parse_pos_embed_cfg
+from ..pos_embed.builder import check_window_local_coords
 from ..pos_embed.cache import table_cache
 from ..registry import register_model
 from .attention import PosAttention
@@ -258,7 +259,8 @@ class PESwinTransformer(BaseModule):
                 raise ValueError('PESwinTransformer: give init_cfg or pretrained (deprecated), not both')
             init_cfg = dict(type='Pretrained', checkpoint=pretrained)
         super().__init__(init_cfg=init_cfg)
-        kind, _ = parse_pos_embed_cfg(pos_embed)
+        kind, params = parse_pos_embed_cfg(pos_embed)
+        check_window_local_coords(kind, params, 'PESwinTransformer')
         pretrain_img_size = to_2tuple(pretrain_img_size)
         num_stages = len(depths)
         self._check_config(kind, pretrain_img_size, in_channels, embed_dims, patch_size, window_size, depths,

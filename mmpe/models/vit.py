@@ -13,7 +13,9 @@ from torch.utils.checkpoint import checkpoint
 
 from ..converters.timm_vit import convert_timm_vit
 from ..pos_embed import LearnedPosEmbed, build_pos_embed, parse_pos_embed_cfg, resize_pos_table
+from ..pos_embed.builder import check_window_local_coords
 from ..pos_embed.cache import table_cache
+from ..pos_embed.rope import IDENTITY, Affine, coords_affine
 from ..registry import register_model
 from .attention import PosAttention
 
@@ -36,10 +38,11 @@ def window_padding_mask(hw: HW, window_size: int, device: torch.device, dtype: t
 class PEViTBlock(nn.Module):
     """Pre-norm transformer block: x + LS1(Attn(LN1(x))), then x + LS2(MLP(LN2(x))).
 
-    Global attention sees all P + H*W tokens. With ``window_size`` > 0 (ViTDet) the grid is
+    Global attention sees all P + H*W tokens, RoPE at the patch coordinates transformed by
+    ``affine`` (see ``PEVisionTransformer``). With ``window_size`` > 0 (ViTDet) the grid is
     padded to whole windows, each window attends inside itself (padding masked out, RoPE
-    with window-local coordinates: scores depend only on offsets, so they equal global
-    coordinates), and the result is cropped back; prefix tokens (CLS) skip the attention of
+    with window-local index coordinates, ``affine`` not used: scores depend only on offsets,
+    so they equal global index coordinates), and the result is cropped back; prefix tokens (CLS) skip the attention of
     such a block (its residual leaves them unchanged) but still go through the MLP.
 
     Args:
@@ -66,10 +69,14 @@ class PEViTBlock(nn.Module):
         self.ls2 = LayerScale(embed_dims, layer_scale_init_value) if layer_scale_init_value else nn.Identity()
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
 
-    def forward(self, x: torch.Tensor, hw: HW) -> torch.Tensor:
-        """x (B, P + H*W, C) -> (B, P + H*W, C); hw the (H, W) patch grid."""
+    def forward(self, x: torch.Tensor, hw: HW, affine: Affine = IDENTITY) -> torch.Tensor:
+        """x (B, P + H*W, C) -> (B, P + H*W, C); hw the (H, W) patch grid; affine (a_x, b_x, a_y, b_y)
+        the RoPE coordinate transform of global attention."""
         y = self.norm1(x)
-        y = self.window_attention(y, hw) if self.window_size else self.attn(y, hw, self.num_prefix_tokens)
+        if self.window_size:
+            y = self.window_attention(y, hw)
+        else:
+            y = self.attn(y, hw, self.num_prefix_tokens, affine=affine)
         x = x + self.drop_path(self.ls1(y))
         return x + self.drop_path(self.ls2(self.mlp(self.norm2(x))))
 
@@ -107,10 +114,21 @@ class PEVisionTransformer(BaseModule):
         with_cls_token: prepend a CLS token (dropped from the output maps).
         pos_embed: the encoding, ``dict(type=..., ...)`` with type one of 'ape', 'sincos',
             'rope_axial', 'rope_mixed' (both RoPE also ``with_ape=True``), 'loope', 'none'.
-            RoPE-Axial uses theta 100 unless given.
+            RoPE-Axial uses theta 100 unless given. RoPE coordinates (global attention only):
+            ``coords='index'`` (default) the patch column and row; ``coords='interpolate'``
+            (x + 0.5) W_ref / W - 0.5 and (y + 0.5) H_ref / H - 0.5 on an H x W grid, where
+            (H_ref, W_ref) = img_size // patch_size: every grid spans the reference grid's
+            extent, and at the reference grid it equals 'index'. ``coord_aug=dict(shift=s,
+            jitter=j, rescale=r)`` (DINOv3's augmentation; default None) transforms them at
+            random in training only (never in eval): one draw per forward, shared by every
+            block and every image, from torch's global generator (seeded by mmengine's
+            ``randomness.seed``, saved and restored by ``mmpe.hooks.RandomStateHook``, so
+            resumed runs repeat); see ``mmpe.pos_embed.rope.coords_affine``.
         window_size: 0 for global attention in every block; > 0 for ViTDet window attention
             in all blocks except ``global_attn_indices`` (padding is masked; a CLS token only
-            takes part in the attention of global blocks, see ``PEViTBlock``).
+            takes part in the attention of global blocks, see ``PEViTBlock``). Windows use
+            window-local RoPE coordinates, so window_size > 0 needs RoPE ``coords='index'``
+            and ``coord_aug=None`` (ValueError otherwise).
         out_indices: blocks (int or sequence, negative from the end) whose outputs are returned.
         final_norm: apply the final LayerNorm ``norm`` to the output of the last block.
         norm_eps: LayerNorm epsilon (1e-6 as timm).
@@ -140,10 +158,12 @@ class PEVisionTransformer(BaseModule):
                  out_indices: Union[int, Sequence[int]] = -1, final_norm: bool = True, norm_eps: float = 1e-6,
                  frozen_stages: int = -1, with_cp: bool = False, init_cfg: Optional[dict] = None):
         super().__init__(init_cfg=init_cfg)
-        kind, _ = parse_pos_embed_cfg(pos_embed)
+        kind, params = parse_pos_embed_cfg(pos_embed)
         if kind not in VIT_ENCODINGS:
             raise ValueError(f'PEVisionTransformer pos_embed type={kind!r} is not supported; accepted: '
                              f'{", ".join(map(repr, VIT_ENCODINGS))}')
+        if window_size:
+            check_window_local_coords(kind, params, f'PEVisionTransformer with window_size={window_size}')
         img_size = (img_size, img_size) if isinstance(img_size, int) else tuple(img_size)
         if min(img_size) < patch_size:
             raise ValueError(f'img_size={img_size} must be at least patch_size={patch_size}')
@@ -165,12 +185,15 @@ class PEVisionTransformer(BaseModule):
         self.out_indices = sorted(i % depth for i in out_indices)
         self.frozen_stages = frozen_stages
         self.with_cp = with_cp
+        self.ref_grid = (img_size[0] // patch_size, img_size[1] // patch_size)
+        self.rope_coords = params.get('coords', 'index')
+        self.rope_coord_aug = params.get('coord_aug')
 
         self.patch_embed = PatchEmbed(None, patch_size, in_channels, embed_dims, output_fmt='NHWC',
                                       strict_img_size=False)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dims)) if with_cls_token else None
         self.pos_embed = build_pos_embed(
-            pos_embed, 'token', embed_dims=embed_dims, grid_size=(img_size[0] // patch_size, img_size[1] // patch_size),
+            pos_embed, 'token', embed_dims=embed_dims, grid_size=self.ref_grid,
             patch_size=patch_size, in_channels=in_channels, num_prefix_tokens=self.num_prefix_tokens)
         self.pos_drop = nn.Dropout(drop_rate)
         drop_paths = torch.linspace(0, drop_path_rate, depth).tolist()
@@ -271,13 +294,14 @@ class PEVisionTransformer(BaseModule):
         if self.pos_embed is not None:
             tokens = self.pos_embed(tokens, hw, images)
         tokens = self.pos_drop(tokens)
+        affine = coords_affine(hw, self.ref_grid, self.rope_coords, self.rope_coord_aug if self.training else None)
         outs = []
         last = len(self.blocks) - 1
         for i, block in enumerate(self.blocks):
             if self.with_cp and self.training and tokens.requires_grad:
-                tokens = checkpoint(block, tokens, hw, use_reentrant=False)
+                tokens = checkpoint(block, tokens, hw, affine, use_reentrant=False)
             else:
-                tokens = block(tokens, hw)
+                tokens = block(tokens, hw, affine)
             if i == last and self.norm is not None:
                 tokens = self.norm(tokens)
             if i in self.out_indices:

@@ -25,10 +25,13 @@ class AttentionPosEmbed(nn.Module):
 
     An attention layer calls ``rotate`` on its queries and keys, stacked or not,
     (..., heads, P + H*W, d), and adds ``bias(hw)`` (heads, N, N) or None to its logits.
+    ``affine = (a_x, b_x, a_y, b_y)`` transforms the patch coordinates of a rotation
+    (x' = a_x x + b_x, y' = a_y y + b_y; ``mmpe.pos_embed.rope.coords_affine``), the identity by default.
     The defaults do nothing, so attention never needs to know which encoding it has.
     """
 
-    def rotate(self, qk: torch.Tensor, hw: HW, num_prefix_tokens: int = 0) -> torch.Tensor:
+    def rotate(self, qk: torch.Tensor, hw: HW, num_prefix_tokens: int = 0,
+               affine: Tuple[float, float, float, float] = (1.0, 0.0, 1.0, 0.0)) -> torch.Tensor:
         return qk
 
     def bias(self, hw: HW) -> Optional[torch.Tensor]:

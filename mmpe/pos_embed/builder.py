@@ -11,13 +11,17 @@ from .rpb import RelativePositionBias
 ENCODINGS = {
     'ape': dict(embed_prefix=False),
     'sincos': dict(),
-    'rope_axial': dict(theta=None, with_ape=False, embed_prefix=False),
-    'rope_mixed': dict(theta=10.0, with_ape=False, embed_prefix=False),
+    'rope_axial': dict(theta=None, with_ape=False, embed_prefix=False, coords='index', coord_aug=None),
+    'rope_mixed': dict(theta=10.0, with_ape=False, embed_prefix=False, coords='index', coord_aug=None),
     'loope': dict(context='conv'),
     'rpb': dict(),
     'none': dict(),
 }
 ROLES = ('token', 'attention')
+# RoPE coordinate modes and the coordinate augmentation's parameters with their no-op values
+# (``mmpe.pos_embed.rope.coords_affine`` defines them).
+ROPE_COORDS = ('index', 'interpolate')
+COORD_AUG = dict(shift=0.0, jitter=1.0, rescale=1.0)
 
 
 def _fmt(values) -> str:
@@ -43,7 +47,40 @@ def parse_pos_embed_cfg(cfg: dict) -> Tuple[str, dict]:
     theta = params.get('theta')
     if theta is not None and not (isinstance(theta, (int, float)) and theta > 0):
         raise ValueError(f'pos_embed theta must be a positive number, got {theta!r}')
+    if kind.startswith('rope'):
+        if params['coords'] not in ROPE_COORDS:
+            raise ValueError(f"pos_embed coords={params['coords']!r} is not supported; accepted: {_fmt(ROPE_COORDS)}")
+        params['coord_aug'] = _parse_coord_aug(params['coord_aug'])
     return kind, params
+
+
+def _parse_coord_aug(aug) -> Optional[dict]:
+    """None, or ``dict(shift=s, jitter=j, rescale=r)`` with the missing keys at their no-op values."""
+    if aug is None:
+        return None
+    if not isinstance(aug, dict):
+        raise ValueError(f'pos_embed coord_aug must be None or a dict with keys {_fmt(COORD_AUG)}, got {aug!r}')
+    unknown = sorted(set(aug) - set(COORD_AUG))
+    if unknown:
+        raise ValueError(f'pos_embed coord_aug got unknown key(s) {_fmt(unknown)}; accepted: {_fmt(COORD_AUG)}')
+    aug = {**COORD_AUG, **aug}
+    for key, low in (('shift', 0.0), ('jitter', 1.0), ('rescale', 1.0)):
+        value = aug[key]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value < float('inf'):
+            raise ValueError(f'pos_embed coord_aug {key} must be a finite number >= {low:g}, got {value!r}')
+        aug[key] = float(value)
+    return aug
+
+
+def check_window_local_coords(kind: str, params: dict, owner: str) -> None:
+    """Raise unless a RoPE encoding keeps plain indices without augmentation: ``owner`` attends in
+    windows, whose RoPE coordinates are window-local (0 .. window-1), so 'interpolate' and coord_aug
+    have no meaning there."""
+    if kind.startswith('rope') and (params['coords'] != 'index' or params['coord_aug'] is not None):
+        raise ValueError(f"{owner} attends in windows with window-local RoPE coordinates: pos_embed needs "
+                         f"coords='index' and coord_aug=None, got coords={params['coords']!r}, "
+                         f"coord_aug={params['coord_aug']!r} (these options are for global attention: "
+                         f"PEVisionTransformer with window_size=0)")
 
 
 def build_pos_embed(cfg: dict, role: str, *, embed_dims: Optional[int] = None, grid_size=None,

@@ -6,6 +6,12 @@ one complex number, rotated by angle a_i:
 Angles, their cosines and sines are float32 whatever the input dtype (AMP included); the
 rotation is computed against those float32 tables and the result cast back to the input dtype.
 
+Coordinates: token n of a row-major H x W grid has column x = n % W and row y = n // W
+('index'), or an affine transform of them per axis, ``affine = (a_x, b_x, a_y, b_y)``:
+x' = a_x x + b_x, y' = a_y y + b_y (``coords_affine``: the 'interpolate' mode and the train-time
+coordinate augmentation). The transform is part of the tables' cache keys; the identity
+(1, 0, 1, 0) uses exactly the keys and tables of plain indices.
+
 Both rotations are autograd Functions that keep nothing per layer for backward beyond their
 (cached or tiny) inputs and, for RoPE-Mixed, their output, which attention keeps anyway:
 backward rotates the incoming gradient by the negative angle, and RoPE-Mixed's frequency
@@ -13,6 +19,7 @@ gradient is computed in closed form (DESIGN section 8). Prefix tokens (CLS) have
 (0, 0), i.e. angle 0: they pass through unchanged and add nothing to the frequency gradient.
 """
 import math
+from typing import Optional, Tuple
 
 import torch
 from torch import nn
@@ -27,19 +34,69 @@ def axial_magnitudes(head_dim: int, theta: float) -> torch.Tensor:
     return theta ** (-torch.arange(0, head_dim, 4, dtype=torch.float32) / head_dim)
 
 
+Affine = Tuple[float, float, float, float]
+IDENTITY: Affine = (1.0, 0.0, 1.0, 0.0)
+
+
+def coords_affine(hw: HW, ref_hw: HW, coords: str = 'index', aug: Optional[dict] = None) -> Affine:
+    """The per-axis transform ``(a_x, b_x, a_y, b_y)`` of the patch coordinates of an H x W grid
+    (DESIGN section 2); ``ref_hw`` = (H_ref, W_ref) is the backbone's pretraining grid.
+
+    coords='index': x, y unchanged. coords='interpolate': x' = (x + 0.5) W_ref / W - 0.5 and
+    y' = (y + 0.5) H_ref / H - 0.5 (cell centres: every grid spans the reference grid's extent;
+    the identity at the reference grid).
+    aug=dict(shift, jitter, rescale) (DINOv3's coordinate augmentation; pass it in training only):
+    one random draw, then, in DINOv3's order, a shift by (u_x W_ref / 2, u_y H_ref / 2) with
+    u ~ U(-shift, shift) per axis, and a scaling about the grid centre by s_x = j_x r and
+    s_y = j_y r, j_x, j_y = exp(U(-ln jitter, ln jitter)) per axis, r = exp(U(-ln rescale, ln rescale)).
+    The draw (five numbers, always) comes from torch's global CPU generator, which mmengine's
+    ``randomness.seed`` seeds and ``mmpe.hooks.RandomStateHook`` saves and restores, so seeded and
+    resumed runs repeat it.
+    """
+    (h, w), (h_ref, w_ref) = hw, ref_hw
+    if coords == 'index':
+        a_x, b_x, a_y, b_y = IDENTITY
+    elif coords == 'interpolate':
+        a_x, a_y = w_ref / w, h_ref / h
+        b_x, b_y = 0.5 * a_x - 0.5, 0.5 * a_y - 0.5
+    else:
+        raise ValueError(f"coords must be 'index' or 'interpolate', got {coords!r}")
+    if aug is None:
+        return a_x, b_x, a_y, b_y
+    u_x, u_y, j_x, j_y, r = (2 * torch.rand(5, dtype=torch.float64) - 1).tolist()  # U(-1, 1)
+    scale = math.exp(r * math.log(aug['rescale']))
+    s_x, s_y = (math.exp(j * math.log(aug['jitter'])) * scale for j in (j_x, j_y))
+    # x'' = m + s (x' + t - m): shift by t, then scale about the grid centre m = a (W - 1) / 2 + b
+    m_x, m_y = a_x * (w - 1) / 2 + b_x, a_y * (h - 1) / 2 + b_y
+    t_x, t_y = u_x * aug['shift'] * w_ref / 2, u_y * aug['shift'] * h_ref / 2
+    return s_x * a_x, s_x * (b_x + t_x - m_x) + m_x, s_y * a_y, s_y * (b_y + t_y - m_y) + m_y
+
+
+def _affine_key(affine: Affine) -> tuple:
+    """Extra cache-key arguments of ``affine``: none for the identity (the plain-index tables)."""
+    affine = tuple(float(v) for v in affine)
+    return () if affine == IDENTITY else (affine,)
+
+
 @table_cache(maxsize=64)
-def rope_coords(hw: HW, num_prefix_tokens: int, device: torch.device) -> torch.Tensor:
+def rope_coords(hw: HW, num_prefix_tokens: int, device: torch.device, affine: Affine = IDENTITY) -> torch.Tensor:
     """(2, P + H*W) float32 coordinates [x; y] of the tokens: zeros for the P prefix tokens,
-    then column and row of each patch of the row-major grid."""
+    then column and row of each patch of the row-major grid, transformed by ``affine``
+    (a_x x + b_x, a_y y + b_y, computed in float64)."""
     x, y = grid_coords(hw, device)
+    if tuple(affine) != IDENTITY:
+        a_x, b_x, a_y, b_y = affine
+        x, y = (x.double() * a_x + b_x).float(), (y.double() * a_y + b_y).float()
     return nn.functional.pad(torch.stack([x, y]), (num_prefix_tokens, 0))
 
 
 @table_cache(maxsize=64)
-def rope_axial_tables(hw: HW, num_prefix_tokens: int, head_dim: int, theta: float, device: torch.device):
+def rope_axial_tables(hw: HW, num_prefix_tokens: int, head_dim: int, theta: float, device: torch.device,
+                      affine: Affine = IDENTITY):
     """RoPE-Axial ``(cos, sin)``, each (P + H*W, d/2) float32: pair k < d/4 turns by x * mag_k,
-    pair d/4 + k by y * mag_k. Shared by every layer with the same grid, head_dim and theta."""
-    coords = rope_coords(hw, num_prefix_tokens, device)
+    pair d/4 + k by y * mag_k (coordinates of ``rope_coords``). Shared by every layer with the
+    same grid, head_dim, theta and affine."""
+    coords = rope_coords(hw, num_prefix_tokens, device, *_affine_key(affine))
     mag = axial_magnitudes(head_dim, theta).to(device)
     angles = torch.cat([coords[0, :, None] * mag, coords[1, :, None] * mag], dim=-1)
     return angles.cos(), angles.sin()
@@ -152,9 +209,11 @@ class RoPEAxial(AttentionPosEmbed):
         mag = axial_magnitudes(self.head_dim, self.theta).to(device)
         return torch.cat([x[:, None] * mag, y[:, None] * mag], dim=-1)[None]
 
-    def rotate(self, qk: torch.Tensor, hw: HW, num_prefix_tokens: int = 0) -> torch.Tensor:
-        """Rotate q/k of shape (..., heads, P + H*W, d); prefix tokens stay as they are."""
-        cos, sin = rope_axial_tables(tuple(hw), num_prefix_tokens, self.head_dim, self.theta, qk.device)
+    def rotate(self, qk: torch.Tensor, hw: HW, num_prefix_tokens: int = 0, affine: Affine = IDENTITY) -> torch.Tensor:
+        """Rotate q/k of shape (..., heads, P + H*W, d) at patch coordinates transformed by
+        ``affine`` (``coords_affine``); prefix tokens stay as they are."""
+        cos, sin = rope_axial_tables(tuple(hw), num_prefix_tokens, self.head_dim, self.theta, qk.device,
+                                     *_affine_key(affine))
         return RotateFixed.apply(qk, cos, sin)
 
 
@@ -196,6 +255,8 @@ class RoPEMixed(AttentionPosEmbed):
         x, y = rope_coords(tuple(hw), 0, self.freqs.device)
         return self.freqs[0, :, None].float() * x[:, None] + self.freqs[1, :, None].float() * y[:, None]
 
-    def rotate(self, qk: torch.Tensor, hw: HW, num_prefix_tokens: int = 0) -> torch.Tensor:
-        """Rotate q/k of shape (..., h, P + H*W, d); prefix tokens stay as they are."""
-        return RotateMixed.apply(qk, self.freqs, rope_coords(tuple(hw), num_prefix_tokens, qk.device))
+    def rotate(self, qk: torch.Tensor, hw: HW, num_prefix_tokens: int = 0, affine: Affine = IDENTITY) -> torch.Tensor:
+        """Rotate q/k of shape (..., h, P + H*W, d) at patch coordinates transformed by ``affine``
+        (``coords_affine``); prefix tokens stay as they are."""
+        coords = rope_coords(tuple(hw), num_prefix_tokens, qk.device, *_affine_key(affine))
+        return RotateMixed.apply(qk, self.freqs, coords)
