@@ -11,7 +11,7 @@ model = dict(
     neck=None,
     decode_head=dict(
         _delete_=True, type='FCNHead', in_channels=64, in_index=0, channels=64, num_convs=2, kernel_size=1,
-        concat_input=False, dropout_ratio=0.1, num_classes={{_base_.num_classes}}, norm_cfg={{_base_.norm_cfg}},
+        concat_input=False, dropout_ratio=0.1, num_classes=5, norm_cfg=dict(type='BN', requires_grad=True),
         align_corners=False,
         loss_decode=dict(type='CrossEntropyLoss', use_sigmoid=False, loss_weight=1.0,
                          class_weight=[0.25, 1.0, 1.0, 1.0, 1.0])))
