@@ -219,7 +219,8 @@ class PESwinTransformer(BaseModule):
 
     - 'rpb' (default): Swin's relative position bias; a drop-in for mmdet/mmseg Swin.
     - 'rope_axial' (theta 50 unless given) / 'rope_mixed' (theta 10): RoPE of q and k in
-      window-local coordinates, no bias; ``with_ape=True`` adds a learned APE.
+      window-local coordinates (only ``coords='index'``, no ``coord_aug``: others raise a ValueError),
+      no bias; ``with_ape=True`` adds a learned APE.
     - 'ape' (learned, resized bicubically from the ``pretrain_img_size`` grid), 'sincos',
       'loope': additive encodings after the patch embedding (``token_pos_embed``).
     - 'none'.
