@@ -4,7 +4,6 @@ Every benchmark in tools/ compares cases inside one run: same shapes and threads
 repeats interleaved across cases (so machine noise hits all of them alike), median time,
 and the ratio to a baseline case beside every figure.
 """
-import csv
 import gc
 import multiprocessing as mp
 import os
@@ -14,7 +13,21 @@ from typing import Callable, Dict, List, Optional
 
 import torch
 
+from .analysis.report import write_table
+
 MALLOC_ENV = {'MALLOC_MMAP_THRESHOLD_': '65536', 'MALLOC_TRIM_THRESHOLD_': '0'}
+
+
+def small_backbone(name: str) -> torch.nn.Module:
+    """A small backbone for soak and compile checks: 'vit-<encoding>' (ViT-16, 2 blocks, 64 wide)
+    or 'swin-<encoding>' (Swin, 4 stages from 32 wide, window 7), e.g. 'swin-rope_mixed'."""
+    from .models import PESwinTransformer, PEVisionTransformer
+    arch, encoding = name.split('-', 1)
+    if arch == 'vit':
+        return PEVisionTransformer(img_size=224, patch_size=16, embed_dims=64, depth=2, num_heads=4,
+                                   pos_embed=dict(type=encoding))
+    return PESwinTransformer(embed_dims=32, depths=(1, 2, 1, 1), num_heads=(2, 4, 8, 8), window_size=7,
+                             drop_path_rate=0.0, pos_embed=dict(type=encoding))
 
 
 def _sync(device) -> None:
@@ -101,19 +114,8 @@ def report(rows: List[dict], baseline_of: Callable[[dict], Optional[dict]], valu
     for row in rows:
         base = baseline_of(row)
         row['ratio'] = round(row[value] / base[value], 3) if base else ''
-    columns = list(rows[0])
-    lines = [f'### {title}', '', '| ' + ' | '.join(columns) + ' |', '|' + '---|' * len(columns)]
-    for row in rows:
-        lines.append('| ' + ' | '.join(f'{row[c]:.4g}' if isinstance(row[c], float) else str(row[c])
-                                       for c in columns) + ' |')
-    markdown = '\n'.join(lines) + '\n'
+    markdown = write_table(rows, out_prefix, title)
     print(markdown)
-    with open(out_prefix + '.md', 'w') as f:
-        f.write(markdown)
-    with open(out_prefix + '.csv', 'w', newline='') as f:
-        writer = csv.DictWriter(f, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(rows)
     _plot(rows, value, out_prefix + '.png', title)
     return markdown
 

@@ -18,20 +18,9 @@ import time
 import torch
 from torch._dynamo.utils import counters
 
-from mmpe.benchmark import report
-from mmpe.models import PESwinTransformer, PEVisionTransformer
+from mmpe.benchmark import report, small_backbone
 
 MODELS = ('vit-rope_mixed', 'vit-rope_axial', 'vit-ape', 'swin-rope_mixed', 'swin-rpb')
-
-
-def build(name: str) -> torch.nn.Module:
-    """A small backbone: 'vit-<encoding>' or 'swin-<encoding>' (few blocks, narrow)."""
-    arch, encoding = name.split('-', 1)
-    if arch == 'vit':
-        return PEVisionTransformer(img_size=224, patch_size=16, embed_dims=64, depth=2, num_heads=4,
-                                   pos_embed=dict(type=encoding))
-    return PESwinTransformer(embed_dims=32, depths=(1, 1, 2, 1), num_heads=(2, 4, 8, 8), window_size=7,
-                             drop_path_rate=0.0, pos_embed=dict(type=encoding))
 
 
 def dino_sizes(num: int, seed: int = 0):
@@ -58,7 +47,7 @@ def main() -> None:
     for name in args.models:
         torch._dynamo.reset()
         counters.clear()
-        model = torch.compile(build(name).train())
+        model = torch.compile(small_backbone(name).train())
         start = time.perf_counter()
         for h, w in sizes:
             sum(out.mean() for out in model(torch.randn(1, 3, h, w))).backward()

@@ -18,23 +18,12 @@ import sys
 
 import torch
 
-from mmpe.benchmark import MALLOC_ENV, report
-from mmpe.models import PESwinTransformer, PEVisionTransformer
+from mmpe.benchmark import MALLOC_ENV, report, small_backbone
 from mmpe.pos_embed import TABLE_CACHES
 
 VIT_ENCODINGS = ('ape', 'sincos', 'rope_axial', 'rope_mixed', 'loope')
 SWIN_ENCODINGS = ('rpb', 'rope_mixed', 'loope')
 MODELS = [f'vit-{e}' for e in VIT_ENCODINGS] + [f'swin-{e}' for e in SWIN_ENCODINGS]
-
-
-def build(name: str) -> torch.nn.Module:
-    """A small backbone: 'vit-<encoding>' (ViT, 2 blocks, 64 wide) or 'swin-<encoding>' (Swin, 4 stages)."""
-    arch, encoding = name.split('-', 1)
-    if arch == 'vit':
-        return PEVisionTransformer(img_size=224, patch_size=16, embed_dims=64, depth=2, num_heads=4,
-                                   pos_embed=dict(type=encoding))
-    return PESwinTransformer(embed_dims=32, depths=(1, 2, 1, 1), num_heads=(2, 4, 8, 8), window_size=7,
-                             drop_path_rate=0.0, pos_embed=dict(type=encoding))
 
 
 def rss_mb() -> float:
@@ -45,7 +34,7 @@ def rss_mb() -> float:
 def soak(name: str, num_shapes: int, warmup: int, seed: int = 0) -> dict:
     """Train-step ``num_shapes`` distinct random shapes through model ``name``; memory and cache sizes."""
     torch.manual_seed(seed)
-    model = build(name).train()
+    model = small_backbone(name).train()
     gen = torch.Generator().manual_seed(seed)
     shapes, seen = [], set()
     while len(shapes) < num_shapes:
