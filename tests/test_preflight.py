@@ -68,7 +68,7 @@ def test_complete_inputs_pass_and_each_missing_one_is_reported(tmp_path, offline
     assert [m.what for m in missing] == ['CocoDataset annotation file of val_dataloader (ann_file)',
                                          'annotation file of val_evaluator (CocoMetric ann_file)']
     assert all(m.where == f'{root}/annotations/instances_val.json: No such file or directory' for m in missing)
-    assert 'cocodataset.org' in missing[0].how and f'--cfg-options val_dataloader.dataset.data_root=DIR/' in \
+    assert 'cocodataset.org' in missing[0].how and '--cfg-options val_dataloader.dataset.data_root=DIR/' in \
         missing[0].how
 
     cfg.train_dataloader.dataset.data_root = str(tmp_path / 'nowhere')

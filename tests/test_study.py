@@ -11,7 +11,6 @@ import sys
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from mmpe.datasets import LAYOUT_DET_CLASSES, generate_detection_set, generate_segmentation_set, render_layout_scene

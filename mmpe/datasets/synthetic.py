@@ -93,7 +93,6 @@ def _layout_geometry(rng: np.random.Generator, aspect: float) -> List[Tuple[int,
                     a[1] + a[3] + 0.02 <= b[1] or b[1] + b[3] + 0.02 <= a[1]
                     for i, a in enumerate(boxes) for b in boxes[:i])
         cx = [x0 + w / 2 for x0, _, w, _ in boxes]
-        cy = [y0 + h / 2 for _, y0, _, h in boxes]
         off_line = all(abs(cx[i] - 0.5) >= 0.05 for i in range(2, len(shapes)))
         if apart and off_line and abs(cx[0] - cx[1]) >= 0.1:
             return list(zip(shapes, boxes))
