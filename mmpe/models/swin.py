@@ -28,6 +28,7 @@ from ..converters.swin import SWIN_AXIAL_THETA, convert_microsoft_swin, resize_r
 from ..pos_embed import AttentionPosEmbed, build_pos_embed, parse_pos_embed_cfg
 from ..pos_embed.builder import check_window_local_coords
 from ..pos_embed.cache import table_cache
+from ..pos_embed.grid import padding_to_multiple
 from ..registry import register_model
 from .attention import PosAttention
 
@@ -126,7 +127,7 @@ class ShiftWindowAttention(BaseModule):
         window, shift = self.window_and_shift(hw)
         n = window[0] * window[1]
         x = x.view(b, h, w, c)
-        pad_b, pad_r = (-h) % window[0], (-w) % window[1]
+        pad_b, pad_r = padding_to_multiple(h, window[0]), padding_to_multiple(w, window[1])
         if pad_b or pad_r:
             x = F.pad(x, (0, 0, 0, pad_r, 0, pad_b))
         hw_pad = (h + pad_b, w + pad_r)

@@ -15,6 +15,7 @@ from ..converters.timm_vit import convert_timm_vit
 from ..pos_embed import LearnedPosEmbed, build_pos_embed, parse_pos_embed_cfg, resize_pos_table
 from ..pos_embed.builder import check_window_local_coords
 from ..pos_embed.cache import table_cache
+from ..pos_embed.grid import padding_to_multiple
 from ..pos_embed.rope import IDENTITY, Affine, coords_affine
 from ..registry import register_model
 from .attention import PosAttention
@@ -85,7 +86,7 @@ class PEViTBlock(nn.Module):
         b, _, c = x.shape
         (h, w), ws, p = hw, self.window_size, self.num_prefix_tokens
         grid = x[:, p:].reshape(b, h, w, c)
-        pad_h, pad_w = (-h) % ws, (-w) % ws
+        pad_h, pad_w = padding_to_multiple(h, ws), padding_to_multiple(w, ws)
         grid = F.pad(grid, (0, 0, 0, pad_w, 0, pad_h))
         rows, cols = (h + pad_h) // ws, (w + pad_w) // ws
         windows = grid.view(b, rows, ws, cols, ws, c).transpose(2, 3).reshape(b * rows * cols, ws * ws, c)
@@ -284,7 +285,11 @@ class PEVisionTransformer(BaseModule):
         p = self.patch_size
         if x.shape[2] < p or x.shape[3] < p:
             raise ValueError(f'input {x.shape[2]}x{x.shape[3]} is smaller than one patch (patch_size={p})')
-        images = F.pad(x, (0, (-x.shape[3]) % p, 0, (-x.shape[2]) % p))
+        images = F.pad(x, (0, padding_to_multiple(x.shape[3], p), 0, padding_to_multiple(x.shape[2], p)))
+        if torch.compiler.is_compiling():
+            # inductor lays the convolution's input out channels-last anyway; left to inductor, torch
+            # 2.14 fixes that layout's strides to one input size and backward fails at the next size
+            images = images.contiguous(memory_format=torch.channels_last)
         tokens = self.patch_embed(images)  # (B, H', W', C)
         b, h, w, c = tokens.shape
         hw = (h, w)

@@ -16,6 +16,13 @@ def _grid_coords(height: int, width: int, device: torch.device) -> Tuple[torch.T
     return (n % width).float(), torch.div(n, width, rounding_mode='floor').float()
 
 
+def padding_to_multiple(size: int, multiple: int) -> int:
+    """How much to add to ``size`` to reach a multiple of ``multiple``. Floor division only: on a
+    dynamic size under torch.compile, ``(-size) % multiple`` makes torch 2.14's inductor fail
+    ("TensorReferenceAnalysis has no attribute python_mod")."""
+    return (size + multiple - 1) // multiple * multiple - size
+
+
 def grid_coords(hw: HW, device=None) -> Tuple[torch.Tensor, torch.Tensor]:
     """Column x and row y (float32, shape (H*W,)) of each token of a row-major H x W grid, on ``device``."""
     return _grid_coords(hw[0], hw[1], torch.device(device or 'cpu'))
