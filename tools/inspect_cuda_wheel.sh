@@ -6,7 +6,7 @@
 #
 # Prints the cubins (SASS) and PTX per architecture in mmcv/_ext*.so and the number of
 # multi-scale deformable attention kernels (DINO's op) per architecture. cuobjdump comes from
-# NVIDIA's pip package nvidia-cuda-cuobjdump (CUDA 13.0, torch 2.14's), installed into a
+# NVIDIA's pip package nvidia-cuda-cuobjdump (CUDA 13.x; reads torch 2.14's CUDA 13.0 code), installed into a
 # temporary folder. Exit code 1 when a requested architecture has no ms_deformable kernel.
 # Env: ARCHS (default "sm_80 sm_90"), PYTHON (default python3.11).
 set -euo pipefail
@@ -18,7 +18,7 @@ if [ -z "$WHEEL" ]; then
   [ -n "$WHEEL" ] || { echo "inspect_cuda_wheel.sh: no CUDA mmcv wheel in pip's cache; run tools/setup_env.sh --cuda or pass a wheel" >&2; exit 2; }
 fi
 TMP=$(mktemp -d); trap 'rm -rf "$TMP"' EXIT
-"$PY" -m pip install -q --target "$TMP/pkg" "nvidia-cuda-cuobjdump==13.0.*"
+"$PY" -m pip install -q --target "$TMP/pkg" "nvidia-cuda-cuobjdump>=13,<14"
 CUOBJDUMP=$(find "$TMP/pkg" -name cuobjdump -type f | head -1); chmod +x "$CUOBJDUMP"
 "$PY" -m zipfile -e "$WHEEL" "$TMP/wheel" >/dev/null
 SO=$(ls "$TMP"/wheel/mmcv/_ext*.so)
