@@ -96,10 +96,14 @@ def rope_axial_tables(hw: HW, num_prefix_tokens: int, head_dim: int, theta: floa
     """RoPE-Axial ``(cos, sin)``, each (P + H*W, d/2) float32: pair k < d/4 turns by x * mag_k,
     pair d/4 + k by y * mag_k (coordinates of ``rope_coords``). Shared by every layer with the
     same grid, head_dim, theta and affine."""
-    coords = rope_coords(hw, num_prefix_tokens, device, *_affine_key(affine))
-    mag = axial_magnitudes(head_dim, theta).to(device)
-    angles = torch.cat([coords[0, :, None] * mag, coords[1, :, None] * mag], dim=-1)
+    angles = axial_angles(rope_coords(hw, num_prefix_tokens, device, *_affine_key(affine)), head_dim, theta)
     return angles.cos(), angles.sin()
+
+
+def axial_angles(coords: torch.Tensor, head_dim: int, theta: float) -> torch.Tensor:
+    """(N, d/2) RoPE-Axial angles of coords (2, N) = [x; y]: x * mag_k for pair k < d/4, then y * mag_k."""
+    mag = axial_magnitudes(head_dim, theta).to(coords.device)
+    return torch.cat([coords[0, :, None] * mag, coords[1, :, None] * mag], dim=-1)
 
 
 def empty_in_layout_of(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
@@ -149,10 +153,16 @@ def at_least_float32(t: torch.Tensor) -> torch.Tensor:
 def mixed_cos_sin(freqs: torch.Tensor, coords: torch.Tensor):
     """RoPE-Mixed (cos, sin), each (h, N, d/2) in float32 (or float64 for float64 inputs), of the
     angles fx[h, j] x_n + fy[h, j] y_n for freqs (2, h, d/2) = [fx, fy] and coords (2, N) = [x; y]."""
+    angles = mixed_angles(freqs, coords)
+    return angles.cos(), angles.sin()
+
+
+def mixed_angles(freqs: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
+    """(h, N, d/2) angles fx[h, j] x_n + fy[h, j] y_n, in float32 (float64 for float64 inputs)."""
     freqs = at_least_float32(freqs)
     coords = coords.to(freqs.dtype)
-    angles = freqs[0, :, None] * coords[0, :, None] + freqs[1, :, None] * coords[1, :, None]  # elementwise:
-    return angles.cos(), angles.sin()  # autocast leaves it in float32
+    # elementwise, which autocast leaves in float32 (an einsum would run in bfloat16)
+    return freqs[0, :, None] * coords[0, :, None] + freqs[1, :, None] * coords[1, :, None]
 
 
 class RotateMixed(torch.autograd.Function):
@@ -205,9 +215,7 @@ class RoPEAxial(AttentionPosEmbed):
 
     def angles(self, hw: HW, device=None) -> torch.Tensor:
         """(1, H*W, d/2) float32 angles for a row-major grid."""
-        x, y = grid_coords(hw, device)
-        mag = axial_magnitudes(self.head_dim, self.theta).to(device)
-        return torch.cat([x[:, None] * mag, y[:, None] * mag], dim=-1)[None]
+        return axial_angles(rope_coords(tuple(hw), 0, torch.device(device or 'cpu')), self.head_dim, self.theta)[None]
 
     def rotate(self, qk: torch.Tensor, hw: HW, num_prefix_tokens: int = 0, affine: Affine = IDENTITY) -> torch.Tensor:
         """Rotate q/k of shape (..., heads, P + H*W, d) at patch coordinates transformed by
@@ -252,8 +260,7 @@ class RoPEMixed(AttentionPosEmbed):
 
     def angles(self, hw: HW) -> torch.Tensor:
         """(h, H*W, d/2) float32 angles ``fx x + fy y``."""
-        x, y = rope_coords(tuple(hw), 0, self.freqs.device)
-        return self.freqs[0, :, None].float() * x[:, None] + self.freqs[1, :, None].float() * y[:, None]
+        return mixed_angles(self.freqs, rope_coords(tuple(hw), 0, self.freqs.device))
 
     def rotate(self, qk: torch.Tensor, hw: HW, num_prefix_tokens: int = 0, affine: Affine = IDENTITY) -> torch.Tensor:
         """Rotate q/k of shape (..., h, P + H*W, d) at patch coordinates transformed by ``affine``
