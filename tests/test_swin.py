@@ -512,6 +512,7 @@ def test_convert_swin_command_line(tmp_path):
     (dict(out_indices=(0, 4)), 'out_indices must be in 0..3'),
     (dict(use_abs_pos_embed=True), "pos_embed=dict\\(type='ape'\\)"),
     (dict(window_fit='shrink'), "window_fit must be 'pad' or 'fit', got 'shrink'"),
+    (dict(strides=(4, 2, 3, 2)), r'strides\[1:\] must be 2 .*got strides=\(4, 2, 3, 2\)'),
 ])
 def test_bad_config_raises_clear_error(kwargs, message):
     cfg = dict(SMALL, pos_embed=dict(type='rope_mixed'))

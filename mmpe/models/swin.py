@@ -14,7 +14,6 @@ import re
 from typing import Dict, Optional, Sequence, Tuple
 
 import torch
-import torch.nn.functional as F
 import torch.utils.checkpoint as cp
 from mmcv.cnn import build_norm_layer
 from mmcv.cnn.bricks.transformer import FFN, PatchEmbed, PatchMerging, build_dropout
@@ -28,7 +27,7 @@ from ..converters.swin import SWIN_AXIAL_THETA, convert_microsoft_swin, resize_r
 from ..pos_embed import AttentionPosEmbed, build_pos_embed, parse_pos_embed_cfg
 from ..pos_embed.builder import check_window_local_coords
 from ..pos_embed.cache import table_cache
-from ..pos_embed.grid import padding_to_multiple
+from ..pos_embed.grid import crop_to_tokens, pad_to_multiple, patch_embed_input
 from ..registry import register_model
 from .attention import PosAttention
 
@@ -126,11 +125,8 @@ class ShiftWindowAttention(BaseModule):
         h, w = hw
         window, shift = self.window_and_shift(hw)
         n = window[0] * window[1]
-        x = x.view(b, h, w, c)
-        pad_b, pad_r = padding_to_multiple(h, window[0]), padding_to_multiple(w, window[1])
-        if pad_b or pad_r:
-            x = F.pad(x, (0, 0, 0, pad_r, 0, pad_b))
-        hw_pad = (h + pad_b, w + pad_r)
+        x = pad_to_multiple(x.view(b, h, w, c), window, channels_last=True)
+        hw_pad = (x.shape[1], x.shape[2])
         mask = None
         if any(shift):
             x = torch.roll(x, shifts=(-shift[0], -shift[1]), dims=(1, 2))
@@ -140,9 +136,7 @@ class ShiftWindowAttention(BaseModule):
         x = window_reverse(x, hw_pad, window)
         if any(shift):
             x = torch.roll(x, shifts=shift, dims=(1, 2))
-        if pad_b or pad_r:
-            x = x[:, :h, :w]
-        return self.drop(x.reshape(b, h * w, c))
+        return self.drop(crop_to_tokens(x, hw))
 
 
 class PESwinBlock(BaseModule):
@@ -198,7 +192,9 @@ class PESwinStage(BaseModule):
             x = block(x, hw)
         if self.downsample is None:
             return x, hw, x, hw
-        x_down, hw_down = self.downsample(x, hw)
+        # mmcv PatchMerging's 'corner' padding (its own AdaptivePadding is off: see PESwinTransformer)
+        merge_input = pad_to_multiple(x.view(x.shape[0], *hw, x.shape[2]), (2, 2), channels_last=True)
+        x_down, hw_down = self.downsample(merge_input.flatten(1, 2), (merge_input.shape[1], merge_input.shape[2]))
         return x_down, hw_down, x, hw
 
 
@@ -275,8 +271,10 @@ class PESwinTransformer(BaseModule):
         self.convert_weights = convert_weights
         self.num_features = [embed_dims * 2 ** i for i in range(num_stages)]
 
+        # mmcv's PatchEmbed and PatchMerging without their AdaptivePadding ('corner'): forward pads the
+        # same way (``pad_to_multiple``) without branching on the size, so torch.compile keeps one graph
         self.patch_embed = PatchEmbed(in_channels=in_channels, embed_dims=embed_dims, conv_type='Conv2d',
-                                      kernel_size=patch_size, stride=strides[0],
+                                      kernel_size=patch_size, stride=strides[0], padding=0,
                                       norm_cfg=norm_cfg if patch_norm else None)
         grid = (pretrain_img_size[0] // patch_size, pretrain_img_size[1] // patch_size)
         self.token_pos_embed = build_pos_embed(pos_embed, 'token', embed_dims=embed_dims, grid_size=grid,
@@ -287,7 +285,7 @@ class PESwinTransformer(BaseModule):
         self.stages = ModuleList()
         for i in range(num_stages):
             dims, heads = self.num_features[i], num_heads[i]
-            downsample = PatchMerging(in_channels=dims, out_channels=2 * dims, stride=strides[i + 1],
+            downsample = PatchMerging(in_channels=dims, out_channels=2 * dims, stride=strides[i + 1], padding=0,
                                       norm_cfg=norm_cfg if patch_norm else None) if i < num_stages - 1 else None
             attn_pos_embeds = [
                 build_pos_embed(pos_embed, 'attention', num_heads=heads, head_dim=dims // heads,
@@ -320,6 +318,9 @@ class PESwinTransformer(BaseModule):
         if strides[0] != patch_size:
             raise ValueError(f'PESwinTransformer: strides[0] must equal patch_size (non-overlapping patch '
                              f'embedding), got strides[0]={strides[0]}, patch_size={patch_size}')
+        if any(stride != 2 for stride in strides[1:]):
+            raise ValueError(f'PESwinTransformer: strides[1:] must be 2 (patch merging of 2x2 neighbours), got '
+                             f'strides={tuple(strides)}')
         grid = (pretrain_img_size[0] // patch_size, pretrain_img_size[1] // patch_size)
         if not (isinstance(window_size, int) and 1 <= window_size <= min(grid)):
             raise ValueError(f'PESwinTransformer: window_size must be an int from 1 to the pretraining patch grid '
@@ -425,12 +426,9 @@ class PESwinTransformer(BaseModule):
         if x.dim() != 4 or x.shape[1] != self.in_channels:
             raise ValueError(f'{type(self).__name__} expects images (B, in_channels={self.in_channels}, H, W), '
                              f'got shape {tuple(x.shape)}')
-        images = x
+        images = patch_embed_input(x, self.patch_size)
         x, hw = self.patch_embed(images)
         if self.token_pos_embed is not None:
-            pad_b, pad_r = hw[0] * self.patch_size - images.shape[2], hw[1] * self.patch_size - images.shape[3]
-            if pad_b or pad_r:  # the padded images the patch embedding saw (LOOPE's context input)
-                images = F.pad(images, (0, pad_r, 0, pad_b))
             x = self.token_pos_embed(x, hw, images)
         x = self.drop_after_pos(x)
         outs = []

@@ -15,7 +15,7 @@ from ..converters.timm_vit import convert_timm_vit
 from ..pos_embed import LearnedPosEmbed, build_pos_embed, parse_pos_embed_cfg, resize_pos_table
 from ..pos_embed.builder import check_window_local_coords
 from ..pos_embed.cache import table_cache
-from ..pos_embed.grid import padding_to_multiple
+from ..pos_embed.grid import crop_to_tokens, padding_to_multiple, patch_embed_input
 from ..pos_embed.rope import IDENTITY, Affine, coords_affine
 from ..registry import register_model
 from .attention import PosAttention
@@ -29,9 +29,10 @@ def window_padding_mask(hw: HW, window_size: int, device: torch.device, dtype: t
     """Additive key mask (num_windows, 1, 1, ws*ws): 0 for grid cells, -inf for the padding
     that rounds the H x W grid up to whole windows (windows in row-major order)."""
     ws = window_size
-    rows, cols = -(-hw[0] // ws), -(-hw[1] // ws)
-    valid = torch.zeros(rows * ws, cols * ws, dtype=torch.bool, device=device)
-    valid[:hw[0], :hw[1]] = True
+    rows, cols = (hw[0] + ws - 1) // ws, (hw[1] + ws - 1) // ws
+    # comparisons, not a slice assignment: no branch on the size under torch.compile
+    valid = ((torch.arange(rows * ws, device=device) < hw[0])[:, None]
+             & (torch.arange(cols * ws, device=device) < hw[1])[None, :])
     valid = valid.view(rows, ws, cols, ws).transpose(1, 2).reshape(rows * cols, 1, 1, ws * ws)
     return torch.zeros(valid.shape, dtype=dtype, device=device).masked_fill(~valid, float('-inf'))
 
@@ -90,10 +91,12 @@ class PEViTBlock(nn.Module):
         grid = F.pad(grid, (0, 0, 0, pad_w, 0, pad_h))
         rows, cols = (h + pad_h) // ws, (w + pad_w) // ws
         windows = grid.view(b, rows, ws, cols, ws, c).transpose(2, 3).reshape(b * rows * cols, ws * ws, c)
-        mask = window_padding_mask((h, w), ws, x.device, x.dtype).repeat(b, 1, 1, 1) if pad_h or pad_w else None
+        mask = None
+        if torch.compiler.is_compiling() or pad_h or pad_w:  # compiled: one graph for every size (zero mask if none)
+            mask = window_padding_mask((h, w), ws, x.device, x.dtype).repeat(b, 1, 1, 1)
         out = self.attn(windows, (ws, ws), 0, mask)
         out = out.view(b, rows, cols, ws, ws, c).transpose(2, 3).reshape(b, rows * ws, cols * ws, c)
-        out = out[:, :h, :w].reshape(b, h * w, c)
+        out = crop_to_tokens(out, hw)
         return F.pad(out, (0, 0, p, 0)) if p else out
 
 
@@ -285,11 +288,7 @@ class PEVisionTransformer(BaseModule):
         p = self.patch_size
         if x.shape[2] < p or x.shape[3] < p:
             raise ValueError(f'input {x.shape[2]}x{x.shape[3]} is smaller than one patch (patch_size={p})')
-        images = F.pad(x, (0, padding_to_multiple(x.shape[3], p), 0, padding_to_multiple(x.shape[2], p)))
-        if torch.compiler.is_compiling():
-            # inductor lays the convolution's input out channels-last anyway; left to inductor, torch
-            # 2.14 fixes that layout's strides to one input size and backward fails at the next size
-            images = images.contiguous(memory_format=torch.channels_last)
+        images = patch_embed_input(x, p)
         tokens = self.patch_embed(images)  # (B, H', W', C)
         b, h, w, c = tokens.shape
         hw = (h, w)

@@ -1,9 +1,11 @@
-"""Patch-grid coordinates and the generalized Hilbert ("Gilbert") order."""
+"""Patch-grid coordinates, padding to whole patches and windows, and the generalized Hilbert
+("Gilbert") order."""
 from functools import lru_cache
 from typing import Tuple
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from .cache import table_cache
 
@@ -21,6 +23,39 @@ def padding_to_multiple(size: int, multiple: int) -> int:
     dynamic size under torch.compile, ``(-size) % multiple`` makes torch 2.14's inductor fail
     ("TensorReferenceAnalysis has no attribute python_mod")."""
     return (size + multiple - 1) // multiple * multiple - size
+
+
+def pad_to_multiple(x: torch.Tensor, multiple: HW, channels_last: bool = False) -> torch.Tensor:
+    """x (B, C, H, W), or (B, H, W, C) if ``channels_last``, zero-padded at the bottom and right
+    to multiples of ``multiple`` (mH, mW) (the 'corner' padding of mmcv's ``AdaptivePadding``). Eager
+    returns x itself when nothing is missing; torch.compile always pads (by zero rows for some
+    sizes), since a branch on a dynamic size would compile one graph for each outcome."""
+    h, w = x.shape[1:3] if channels_last else x.shape[2:]
+    pad_h, pad_w = padding_to_multiple(h, multiple[0]), padding_to_multiple(w, multiple[1])
+    if not torch.compiler.is_compiling() and not (pad_h or pad_w):
+        return x
+    return F.pad(x, (0, 0, 0, pad_w, 0, pad_h) if channels_last else (0, pad_w, 0, pad_h))
+
+
+def crop_to_tokens(x: torch.Tensor, hw: HW) -> torch.Tensor:
+    """The top-left (H, W) of a padded map x (B, H', W', C), as tokens (B, H*W, C): the inverse of
+    ``pad_to_multiple``. Eager slices (a view when nothing was padded); torch.compile crops by a
+    negative pad, a copy, since a slice makes dynamo guard on whether it is contiguous, i.e. on
+    whether the size was padded (a graph for each outcome)."""
+    if torch.compiler.is_compiling():
+        x = F.pad(x, (0, 0, 0, hw[1] - x.shape[2], 0, hw[0] - x.shape[1]))
+    else:
+        x = x[:, :hw[0], :hw[1]]
+    return x.reshape(x.shape[0], hw[0] * hw[1], x.shape[3])
+
+
+def patch_embed_input(images: torch.Tensor, patch_size: int) -> torch.Tensor:
+    """images (B, C, H, W) padded to whole patches (``pad_to_multiple``) for a patch-embedding
+    convolution. Under torch.compile also laid out channels-last: inductor lays the convolution's
+    input out so anyway, and left to inductor, torch 2.14 fixes that layout's strides to one input
+    size, so backward fails at the next size ("expected size 576==576, stride 2736==3216")."""
+    images = pad_to_multiple(images, (patch_size, patch_size))
+    return images.contiguous(memory_format=torch.channels_last) if torch.compiler.is_compiling() else images
 
 
 def grid_coords(hw: HW, device=None) -> Tuple[torch.Tensor, torch.Tensor]:
