@@ -70,6 +70,26 @@ def test_inductor_rope_attention_matches_eager():
         torch.testing.assert_close(fused_grads[name], grad, atol=1e-5, rtol=1e-4, msg=name)
 
 
+def assert_follows_sizes(build, backend, sizes):
+    """Training steps of ``torch.compile(build(), backend=backend)`` at each (H, W) of ``sizes`` give
+    the eager outputs and gradients, from exactly 2 graphs (the first size, then one dynamic-shape
+    graph for all the others)."""
+    from torch._dynamo.utils import counters
+    torch._dynamo.reset()
+    counters.clear()
+    torch.manual_seed(0)
+    model = build().train()
+    compiled = torch.compile(model, backend=backend)
+    for size in sizes:
+        image = torch.randn(1, 3, *size)
+        eager, eager_grads = output_and_grads(model, model, (image,))
+        traced, traced_grads = output_and_grads(compiled, model, (image,))
+        torch.testing.assert_close(traced, eager, atol=1e-5, rtol=1e-5, msg=str(size))
+        for name, grad in eager_grads.items():
+            torch.testing.assert_close(traced_grads[name], grad, atol=1e-5, rtol=1e-4, msg=f'{size} {name}')
+    assert counters['stats']['unique_graphs'] == 2
+
+
 @pytest.mark.parametrize('encoding', ['ape', 'rope_mixed'])
 def test_compiled_vit_follows_changing_sizes(encoding):
     """Training steps of the inductor-compiled ViT at changing input sizes (most padded to whole
@@ -77,20 +97,7 @@ def test_compiled_vit_follows_changing_sizes(encoding):
     dynamic-shape graph for all the others: no recompile per size. (torch 2.14 failed here at the
     third size before the patch padding avoided ``%`` and the patch embedding's input was laid out
     channels-last explicitly.)"""
-    from torch._dynamo.utils import counters
-    torch._dynamo.reset()
-    counters.clear()
-    torch.manual_seed(0)
-    model = tiny_vit(encoding).train()
-    compiled = torch.compile(model)
-    for size in [(48, 80), (40, 72), (57, 90), (33, 70), (64, 41)]:
-        image = torch.randn(1, 3, *size)
-        eager, eager_grads = output_and_grads(model, model, (image,))
-        fused, fused_grads = output_and_grads(compiled, model, (image,))
-        torch.testing.assert_close(fused, eager, atol=1e-5, rtol=1e-5, msg=str(size))
-        for name, grad in eager_grads.items():
-            torch.testing.assert_close(fused_grads[name], grad, atol=1e-5, rtol=1e-4, msg=f'{size} {name}')
-    assert counters['stats']['unique_graphs'] == 2
+    assert_follows_sizes(lambda: tiny_vit(encoding), 'inductor', [(48, 80), (40, 72), (57, 90), (33, 70), (64, 41)])
 
 
 def tiny_vitdet():
@@ -105,17 +112,4 @@ def test_traced_windows_follow_changing_sizes(build):
     are odd or even and do or do not fill whole windows: the eager outputs and gradients, from 2
     graphs (the first size, then one dynamic-shape graph). Branching on whether a map needs
     padding (mmcv's AdaptivePadding, window padding, cropping) compiled a graph per outcome."""
-    from torch._dynamo.utils import counters
-    torch._dynamo.reset()
-    counters.clear()
-    torch.manual_seed(0)
-    model = build().train()
-    compiled = torch.compile(model, backend='aot_eager')
-    for size in [(64, 64), (72, 100), (61, 90), (96, 52), (33, 47)]:
-        image = torch.randn(1, 3, *size)
-        eager, eager_grads = output_and_grads(model, model, (image,))
-        traced, traced_grads = output_and_grads(compiled, model, (image,))
-        torch.testing.assert_close(traced, eager, atol=1e-5, rtol=1e-5, msg=str(size))
-        for name, grad in eager_grads.items():
-            torch.testing.assert_close(traced_grads[name], grad, atol=1e-5, rtol=1e-4, msg=f'{size} {name}')
-    assert counters['stats']['unique_graphs'] == 2
+    assert_follows_sizes(build, 'aot_eager', [(64, 64), (72, 100), (61, 90), (96, 52), (33, 47)])
