@@ -15,7 +15,7 @@ from ..converters.timm_vit import convert_timm_vit
 from ..pos_embed import LearnedPosEmbed, build_pos_embed, parse_pos_embed_cfg, resize_pos_table
 from ..pos_embed.builder import check_window_local_coords
 from ..pos_embed.cache import table_cache
-from ..pos_embed.grid import crop_to_tokens, padding_to_multiple, patch_embed_input
+from ..pos_embed.grid import crop_to_tokens, pad_to_multiple, patch_embed_input
 from ..pos_embed.rope import IDENTITY, Affine, coords_affine
 from ..registry import register_model
 from .attention import PosAttention
@@ -86,13 +86,12 @@ class PEViTBlock(nn.Module):
         """Attention inside ws x ws windows of the grid tokens; zeros for the prefix tokens."""
         b, _, c = x.shape
         (h, w), ws, p = hw, self.window_size, self.num_prefix_tokens
-        grid = x[:, p:].reshape(b, h, w, c)
-        pad_h, pad_w = padding_to_multiple(h, ws), padding_to_multiple(w, ws)
-        grid = F.pad(grid, (0, 0, 0, pad_w, 0, pad_h))
-        rows, cols = (h + pad_h) // ws, (w + pad_w) // ws
-        windows = grid.view(b, rows, ws, cols, ws, c).transpose(2, 3).reshape(b * rows * cols, ws * ws, c)
+        grid = pad_to_multiple(x[:, p:].reshape(b, h, w, c), (ws, ws), channels_last=True)
+        rows, cols = grid.shape[1] // ws, grid.shape[2] // ws
+        windows = grid.reshape(b, rows, ws, cols, ws, c).transpose(2, 3).reshape(b * rows * cols, ws * ws, c)
         mask = None
-        if torch.compiler.is_compiling() or pad_h or pad_w:  # compiled: one graph for every size (zero mask if none)
+        # compiled: one graph for every size (a zero mask when the grid fills the windows)
+        if torch.compiler.is_compiling() or grid.shape[1:3] != (h, w):
             mask = window_padding_mask((h, w), ws, x.device, x.dtype).repeat(b, 1, 1, 1)
         out = self.attn(windows, (ws, ws), 0, mask)
         out = out.view(b, rows, cols, ws, ws, c).transpose(2, 3).reshape(b, rows * ws, cols * ws, c)
