@@ -13,14 +13,16 @@ setup(
     # mmcv 2.1.0 is the newest mmcv that mmdet 3.3.0 and mmseg 1.2.2 accept; it has no wheels
     # for current torch: tools/setup_env.sh builds it from source with its compiled ops.
     install_requires=[
-        'torch>=2.1',
+        # torch.load(weights_only=True) with globals allowed under their pickled names (numpy 1.x
+        # checkpoints): torch 2.6.
+        'torch>=2.6',
         'torchvision',
         'mmengine==0.10.7',
         'mmcv==2.1.0',
         'mmdet==3.3.0',
         'mmsegmentation==1.2.2',
         'timm>=1.0.20',
-        'numpy',
+        'numpy>=2.0',  # numpy._core (mmpe.checkpoint.NUMPY_GLOBALS)
         # mmengine resolves mmdet::/mmseg:: configs through pkg_resources (gone in setuptools 81).
         'setuptools>=77,<81',
         # imported by mmseg without being declared.

@@ -13,8 +13,9 @@ checkpoint=...)``, ``load_from``, ``tools/test.py``), by
 - anything else: a local file (or another mmengine scheme).
 
 ``register_schemes`` (run on ``import mmpe``) adds hf:// and timm:// to mmengine's CheckpointLoader.
-Files are read with safetensors or ``torch.load(weights_only=True)``; objects other than tensors that a
-checkpoint pickles (a training config, argparse options) are read as plain dicts, never executed.
+Files are read with safetensors or ``torch.load(weights_only=True)``; numpy arrays, scalars and dtypes
+(``NUMPY_GLOBALS``, as numpy 1.x and 2.x pickle them) are rebuilt by numpy's own functions, other objects
+that a checkpoint pickles (a training config, argparse options) are read as plain dicts, never executed.
 """
 import os
 import os.path as osp
@@ -24,14 +25,26 @@ from dataclasses import dataclass
 from typing import List, Optional
 from urllib.parse import urlparse
 
+import numpy as np
 import torch
 from mmengine.logging import print_log
+from numpy._core import multiarray
 
 HF, TIMM = 'hf://', 'timm://'
 URL_SCHEMES = ('http://', 'https://')
 # Weight files of a hub repo named without FILE, in order of preference (then the repo's one *.pth).
 HUB_WEIGHT_FILES = ('model.safetensors', 'pytorch_model.bin')
 FETCH_TOOL = 'python tools/fetch_weights.py'
+
+
+# numpy's array, scalar and dtype reconstructors and types, which torch's weights_only unpickler may call:
+# they rebuild data and run nothing else. numpy 1.x pickles the functions as numpy.core.multiarray.*,
+# numpy 2 as numpy._core.multiarray.* (mmengine checkpoints hold numpy values in their message hub).
+NUMPY_GLOBALS = [
+    np.ndarray, np.dtype, *(getattr(np.dtypes, name) for name in np.dtypes.__all__),
+    multiarray._reconstruct, multiarray.scalar,
+    (multiarray._reconstruct, 'numpy.core.multiarray._reconstruct'), (multiarray.scalar, 'numpy.core.multiarray.scalar'),
+]
 
 
 class CheckpointNotCachedError(FileNotFoundError):
@@ -224,15 +237,17 @@ def resolve(name: str) -> str:
 
 
 def _torch_load(path: str, map_location) -> dict:
-    """torch.load(weights_only=True); globals it refuses (metadata classes) are read as OrderedDicts."""
-    try:
-        return torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as err:  # pickle.UnpicklingError
-        if 'Unsupported global' not in str(err):
-            raise
-    foreign = torch.serialization.get_unsafe_globals_in_checkpoint(path)
-    with torch.serialization.safe_globals([(OrderedDict, name) for name in foreign]):
-        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+    """torch.load(weights_only=True) with ``NUMPY_GLOBALS``; other globals it refuses (metadata classes)
+    are read as OrderedDicts."""
+    with torch.serialization.safe_globals(NUMPY_GLOBALS):
+        try:
+            return torch.load(path, map_location=map_location, weights_only=True)
+        except Exception as err:  # pickle.UnpicklingError
+            if 'Unsupported global' not in str(err):
+                raise
+        foreign = torch.serialization.get_unsafe_globals_in_checkpoint(path)
+        with torch.serialization.safe_globals([(OrderedDict, name) for name in foreign]):
+            checkpoint = torch.load(path, map_location=map_location, weights_only=True)
     print_log(f'{path}: read the pickled objects {", ".join(foreign)} as plain dicts (not executed)',
               logger='current')
     return checkpoint

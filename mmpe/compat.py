@@ -1,14 +1,21 @@
 """Fixes for running the OpenMMLab 2.x stack (mmengine 0.10.7, mmcv 2.1.0, mmdet 3.3.0,
 mmseg 1.2.2; written for torch 2.1) on torch 2.14 and numpy 2.
 
-Everything here is applied once, when ``mmpe`` is imported. Each fix names the upstream
-problem it works around; delete it when the upstream release carries the fix.
+``apply`` runs when ``mmpe`` is imported. Each fix checks that its defect exists on this stack (a
+feature check, not a version list) and changes nothing otherwise; applying twice changes nothing
+more. ``APPLIED`` names the fixes in effect. Each fix names the upstream problem it works around;
+delete it when the upstream release carries the fix. README "Compatibility fixes" lists them.
 """
+import io
 import logging
+import pickle
+from typing import List
 
 import numpy as np
 import torch
 
+# Names of the fixes ``apply`` has put in effect in this process.
+APPLIED: List[str] = []
 _applied = False
 
 
@@ -19,41 +26,60 @@ def _history_buffer_getstate(self) -> dict:
     return {k: v for k, v in self.__dict__.items() if k != 'statistics_methods'}
 
 
-def allow_mmengine_checkpoints() -> None:
+def mmengine_checkpoints_load() -> bool:
+    """Whether ``torch.load(f, map_location)``, the call mmengine 0.10.7's checkpoint loaders make
+    (mmengine/runner/checkpoint.py), reads back what mmengine's message hub saves: a HistoryBuffer
+    of numpy values."""
+    from mmengine.logging import HistoryBuffer
+    buffer = io.BytesIO()
+    torch.save({'log_scalars': {'loss': HistoryBuffer([np.float64(1.0)], [1])}}, buffer)
+    buffer.seek(0)
+    try:
+        torch.load(buffer, map_location='cpu')
+        return True
+    except pickle.UnpicklingError:
+        return False
+
+
+def allow_mmengine_checkpoints() -> bool:
     """torch >= 2.6 loads with weights_only=True, and mmengine 0.10.7 calls torch.load without
     weights_only, so ``--resume`` fails with "Unsupported global ... HistoryBuffer"
-    (open-mmlab/mmengine#1655, fixed only on mmengine's main). Keep the safe loader and
-    allow exactly what mmengine's checkpoints hold: HistoryBuffer logs (numpy arrays and
-    scalars; the numpy generator state saved by mmpe.hooks.RandomStateHook)."""
+    (open-mmlab/mmengine#1655, fixed only on mmengine's main). Where that happens
+    (``mmengine_checkpoints_load``), keep the safe loader and allow exactly what mmengine's
+    checkpoints hold: HistoryBuffer logs, numpy arrays, scalars and dtypes (``NUMPY_GLOBALS``,
+    also as numpy 1.x pickled them; the numpy generator state saved by mmpe.hooks.RandomStateHook),
+    and drop the statistics functions HistoryBuffer pickles."""
+    if mmengine_checkpoints_load():
+        return False
     from mmengine.logging import HistoryBuffer
-    HistoryBuffer.__getstate__ = _history_buffer_getstate
-    torch.serialization.add_safe_globals([
-        HistoryBuffer, np.ndarray, np.dtype, np._core.multiarray._reconstruct, np._core.multiarray.scalar,
-        *{type(np.dtype(t)) for t in ('float64', 'float32', 'int64', 'int32', 'uint32', 'uint8', 'bool')},
-    ])
+
+    from .checkpoint import NUMPY_GLOBALS
+    if 'statistics_methods' in HistoryBuffer([1.0], [1]).__getstate__():
+        HistoryBuffer.__getstate__ = _history_buffer_getstate
+    torch.serialization.add_safe_globals([HistoryBuffer, *NUMPY_GLOBALS])
+    return True
 
 
-def allow_cpu_distributed() -> None:
+def allow_cpu_distributed() -> bool:
     """Distributed training on CPU with the gloo backend (torchrun without GPUs).
 
     mmengine 0.10.7 calls torch.cuda.set_device in its pytorch launcher and passes
     device_ids=[LOCAL_RANK] to DistributedDataParallel, both wrong without CUDA; SyncBN
     (mmseg's default head norm) rejects CPU tensors (torch: "SyncBatchNorm expected input
-    tensor to be on GPU"). On a machine without CUDA: init the process group with gloo, wrap
-    with device_ids=None, and revert SyncBN to BatchNorm (per-process statistics), each with a
-    warning.
+    tensor to be on GPU"). On a machine without CUDA only: init the process group with gloo,
+    wrap CPU modules with device_ids=None, and revert SyncBN to BatchNorm (per-process
+    statistics), each with a warning.
     """
+    if torch.cuda.is_available():
+        return False
     import torch.distributed as torch_dist
     from mmengine.dist import utils as dist_utils
     from mmengine.logging import print_log
     from mmengine.model import MMDistributedDataParallel, revert_sync_batchnorm
 
-    init_dist_pytorch = dist_utils._init_dist_pytorch
     ddp_init = MMDistributedDataParallel.__init__
 
     def _init_dist_pytorch(backend, init_backend='torch', **kwargs):
-        if torch.cuda.is_available():
-            return init_dist_pytorch(backend, init_backend=init_backend, **kwargs)
         if backend != 'gloo':
             print_log(f'CUDA is not available: distributed backend {backend!r} replaced by gloo', 'current',
                       logging.WARNING)
@@ -69,6 +95,7 @@ def allow_cpu_distributed() -> None:
 
     dist_utils._init_dist_pytorch = _init_dist_pytorch
     MMDistributedDataParallel.__init__ = __init__
+    return True
 
 
 def mmcv_has_cuda_ops() -> bool:
@@ -103,33 +130,38 @@ class PyTorchDeformableAttnFunction:
         return multi_scale_deformable_attn_pytorch(value, spatial_shapes, sampling_locations, attention_weights)
 
 
-def route_deformable_attention() -> None:
+def route_deformable_attention() -> bool:
     """mmcv's ``MultiScaleDeformableAttention.forward`` calls its compiled CUDA kernel
-    (``MultiScaleDeformableAttnFunction.apply``) for every CUDA tensor
+    (``MultiScaleDeformableAttnFunction.apply``) for every CUDA tensor when torch sees a GPU
     (mmcv/ops/multi_scale_deform_attn.py: ``if IS_CUDA_AVAILABLE and value.is_cuda``). An mmcv
     built without CUDA ops (e.g. on a login node without a GPU) has no such kernel, so DINO fails
-    in its first step on a GPU. For such a build only, replace the function that forward calls
-    (``PyTorchDeformableAttnFunction``); a build with CUDA ops is left untouched."""
-    from mmcv.ops import multi_scale_deform_attn
-    if mmcv_has_cuda_ops():
-        return
+    in its first step on a GPU. For such a build on a GPU machine only, replace the function that
+    forward calls (``PyTorchDeformableAttnFunction``). Nothing to do without mmcv's compiled ops
+    (mmcv-lite: no deformable attention at all), with CUDA kernels, or without a GPU."""
+    try:
+        from mmcv.ops import multi_scale_deform_attn
+        has_cuda_ops = mmcv_has_cuda_ops()
+    except ImportError:  # no compiled mmcv._ext
+        return False
+    if has_cuda_ops or not multi_scale_deform_attn.IS_CUDA_AVAILABLE \
+            or multi_scale_deform_attn.MultiScaleDeformableAttnFunction is PyTorchDeformableAttnFunction:
+        return False
     PyTorchDeformableAttnFunction.kernel = multi_scale_deform_attn.MultiScaleDeformableAttnFunction
     multi_scale_deform_attn.MultiScaleDeformableAttnFunction = PyTorchDeformableAttnFunction
+    return True
 
 
-def allow_cpu_bf16_amp() -> None:
+def allow_cpu_bf16_amp() -> bool:
     """mmengine's AmpOptimWrapper (``tools/train.py --amp``) asserts a GPU, although mmengine's
-    autocast runs on CPU with bfloat16. Without an accelerator, accept
+    autocast runs on CPU with bfloat16. Without an accelerator only, accept
     ``AmpOptimWrapper(dtype='bfloat16')`` (CPU autocast; bfloat16 needs no loss scaling, so the
     loss scaler is disabled) and reject other dtypes with a clear error."""
     from mmengine.device import is_cuda_available, is_mlu_available, is_musa_available, is_npu_available
     from mmengine.optim import AmpOptimWrapper, OptimWrapper
-
-    amp_init = AmpOptimWrapper.__init__
+    if is_cuda_available() or is_npu_available() or is_mlu_available() or is_musa_available():
+        return False
 
     def __init__(self, loss_scale='dynamic', dtype=None, use_fsdp=False, **kwargs):
-        if is_cuda_available() or is_npu_available() or is_mlu_available() or is_musa_available():
-            return amp_init(self, loss_scale, dtype, use_fsdp, **kwargs)
         if dtype not in ('bfloat16', torch.bfloat16):
             raise ValueError(f'AmpOptimWrapper without a GPU runs CPU autocast, which needs dtype=\'bfloat16\' '
                              f'(e.g. --cfg-options optim_wrapper.dtype=bfloat16); got dtype={dtype!r}')
@@ -139,15 +171,15 @@ def allow_cpu_bf16_amp() -> None:
         self.cast_dtype = torch.bfloat16
 
     AmpOptimWrapper.__init__ = __init__
+    return True
+
+
+FIXES = (allow_mmengine_checkpoints, allow_cpu_distributed, route_deformable_attention, allow_cpu_bf16_amp)
 
 
 def apply() -> None:
-    """Apply every fix once."""
+    """Apply, once per process, every fix whose defect exists here; their names go to ``APPLIED``."""
     global _applied
-    if _applied:
-        return
-    allow_mmengine_checkpoints()
-    allow_cpu_distributed()
-    route_deformable_attention()
-    allow_cpu_bf16_amp()
-    _applied = True
+    if not _applied:
+        APPLIED.extend(fix.__name__ for fix in FIXES if fix())
+        _applied = True

@@ -5,7 +5,7 @@ message (what, where it was looked for, how to get it) and exits with code 2."""
 import os.path as osp
 import sys
 from dataclasses import dataclass
-from typing import Iterator, List
+from typing import Iterator, List, Optional, Tuple
 
 from mmengine.config import Config
 
@@ -18,9 +18,20 @@ DATA_SOURCES = {
     'ADE20KDataset': 'ADEChallengeData2016.zip from http://data.csail.mit.edu/places/ADEchallenge/'
                      'ADEChallengeData2016.zip, unpacked into data/ade/ (README, "Data")',
 }
-# Dataloaders (and the evaluator of their results) that each tool builds.
-PHASES = {'train': (('train_dataloader', None), ('val_dataloader', 'val_evaluator')),
-          'test': (('test_dataloader', 'test_evaluator'),)}
+
+
+@dataclass(frozen=True)
+class Phase:
+    """What one Runner entry point reads: the dataloaders it builds (each with the evaluator of its
+    results, or None), and whether it initialises the model's weights from the checkpoints of
+    ``init_cfg`` / ``pretrained`` (mmengine's ``Runner.train()`` does; ``Runner.test()`` does not: it
+    only loads ``load_from``)."""
+    loaders: Tuple[Tuple[str, Optional[str]], ...]
+    init_weights: bool
+
+
+PHASES = {'train': Phase((('train_dataloader', None), ('val_dataloader', 'val_evaluator')), init_weights=True),
+          'test': Phase((('test_dataloader', 'test_evaluator'),), init_weights=False)}
 
 
 @dataclass
@@ -122,11 +133,11 @@ def _checkpoint_missing(name: str, what: str, fetch: str) -> List[Missing]:
 
 
 def check(cfg: Config, config_file: str, phase: str) -> List[Missing]:
-    """What the ``phase`` ('train' or 'test') of ``cfg`` needs and does not find."""
+    """What the ``phase`` ('train' or 'test') of ``cfg`` reads (``PHASES``) and does not find."""
     if phase not in PHASES:
         raise ValueError(f'phase={phase!r}: expected one of {", ".join(map(repr, PHASES))}')
     missing = []
-    for loader, evaluator in PHASES[phase]:
+    for loader, evaluator in PHASES[phase].loaders:
         if loader == 'val_dataloader' and cfg.get('val_cfg') is None:
             continue
         if isinstance(cfg.get(loader), dict) and isinstance(cfg[loader].get('dataset'), dict):
@@ -134,9 +145,10 @@ def check(cfg: Config, config_file: str, phase: str) -> List[Missing]:
                 missing += _dataset_missing(loader, dataset)
         if evaluator and cfg.get(evaluator):
             missing += _evaluator_missing(evaluator, cfg[evaluator])
-    fetch = f'{ckpt.FETCH_TOOL} {config_file}'
-    for name in config_checkpoints(cfg.get('model', {})):
-        missing += _checkpoint_missing(name, f'pretrained checkpoint {name}', fetch)
+    if PHASES[phase].init_weights:
+        fetch = f'{ckpt.FETCH_TOOL} {config_file}'
+        for name in config_checkpoints(cfg.get('model', {})):
+            missing += _checkpoint_missing(name, f'pretrained checkpoint {name}', fetch)
     if cfg.get('load_from'):
         missing += _checkpoint_missing(cfg.load_from, f'checkpoint to load (load_from) {cfg.load_from}',
                                        ckpt.fetch_command(cfg.load_from))

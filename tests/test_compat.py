@@ -1,4 +1,10 @@
-"""mmpe.compat: mmcv's deformable attention without CUDA kernels, AmpOptimWrapper on CPU."""
+"""mmpe.compat: mmcv's deformable attention without CUDA kernels, AmpOptimWrapper on CPU, each fix
+only where its defect exists, mmpe without mmcv's compiled ops."""
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -7,6 +13,8 @@ from mmcv.ops import MultiScaleDeformableAttention
 from mmcv.ops import multi_scale_deform_attn as msda
 
 from mmpe import compat
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 class FakeCuda(torch.Tensor):
@@ -125,3 +133,78 @@ def test_cuda_kernel_matches_pytorch(monkeypatch):
         results.append([out] + [p.grad for p in attn.parameters()])
     for a, b in zip(*results):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+def run_python(code: str, **env) -> subprocess.CompletedProcess:
+    """``code`` in a fresh interpreter (this repository on the path), its output; fails on a non-zero exit."""
+    proc = subprocess.run([sys.executable, '-c', textwrap.dedent(code)], capture_output=True, text=True,
+                          cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT), **env), timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason='expects the fixes of a machine without a GPU')
+def test_fixes_in_effect_on_a_cpu_machine():
+    """Here (torch 2.14, mmengine 0.10.7, an mmcv with CPU ops, no GPU) every fix but the deformable
+    attention routing (mmcv takes its CUDA branch only when torch sees a GPU) has a defect to fix."""
+    assert compat.APPLIED == ['allow_mmengine_checkpoints', 'allow_cpu_distributed', 'allow_cpu_bf16_amp']
+    assert compat.mmengine_checkpoints_load()
+    compat.apply()  # once per process
+    assert compat.APPLIED == ['allow_mmengine_checkpoints', 'allow_cpu_distributed', 'allow_cpu_bf16_amp']
+
+
+def test_no_fix_where_its_defect_is_absent():
+    """A stack with none of the defects: torch.load not defaulting to weights_only (as before torch
+    2.6), a GPU, mmcv with CUDA ops. ``import mmpe`` then changes nothing in mmengine, mmcv or torch."""
+    proc = run_python('''
+        import torch
+        torch.cuda.is_available = lambda: True        # a GPU machine
+        import mmcv.ops
+        mmcv.ops.get_compiling_cuda_version = lambda: '13.0'   # mmcv built with CUDA ops
+        from mmcv.ops import multi_scale_deform_attn as msda
+        from mmengine.dist import utils as dist_utils
+        from mmengine.logging import HistoryBuffer
+        from mmengine.model import MMDistributedDataParallel
+        from mmengine.optim import AmpOptimWrapper
+        def state():
+            return (dist_utils._init_dist_pytorch, MMDistributedDataParallel.__init__, AmpOptimWrapper.__init__,
+                    HistoryBuffer.__getstate__, msda.MultiScaleDeformableAttnFunction,
+                    # torch registers its own (DTensor ...) as its modules load: the others
+                    [g for g in torch.serialization.get_safe_globals() if not repr(g).startswith("<class 'torch.")])
+        before = state()
+        import mmpe
+        from mmpe import compat
+        assert state() == before, (before, state())
+        print('applied:', compat.APPLIED)
+    ''', TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD='1')
+    assert proc.stdout.strip() == 'applied: []'
+
+
+def test_pos_embed_and_backbones_import_without_mmcv_compiled_ops():
+    """mmcv without its compiled ``_ext`` (e.g. mmcv-lite): the pure-PyTorch encodings and the
+    backbones import and run; only mmcv.ops (DINO's deformable attention) is missing."""
+    proc = run_python('''
+        import importlib.abc, sys
+        class NoCompiledOps(importlib.abc.MetaPathFinder):
+            def find_spec(self, name, path, target=None):
+                if name == 'mmcv._ext':
+                    raise ImportError('mmcv._ext is not built')
+        sys.meta_path.insert(0, NoCompiledOps())
+        import torch
+        from mmpe.pos_embed import build_pos_embed
+        rope = build_pos_embed(dict(type='rope_mixed'), 'attention', num_heads=4, head_dim=16)
+        print(tuple(rope.rotate(torch.randn(1, 4, 6, 16), (2, 3)).shape))
+        from mmpe.models import PESwinTransformer
+        swin = PESwinTransformer(embed_dims=32, depths=(1, 1), num_heads=(2, 4), strides=(4, 2), out_indices=(1,))
+        print(tuple(swin(torch.randn(1, 3, 64, 96))[0].shape))
+        from mmpe import compat
+        print('applied:', compat.APPLIED)
+        try:
+            import mmcv.ops
+        except ImportError as err:
+            print('mmcv.ops:', err)
+    ''')
+    lines = proc.stdout.strip().splitlines()
+    assert lines[:2] == ['(1, 4, 6, 16)', '(1, 64, 8, 12)'], proc.stdout
+    assert 'route_deformable_attention' not in lines[2]
+    assert lines[3] == 'mmcv.ops: mmcv._ext is not built'

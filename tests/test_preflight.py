@@ -98,6 +98,20 @@ def test_named_checkpoints_in_the_cache_pass(tmp_path, offline_hub):
     assert "timm has no pretrained weights named 'no_such_model'" in missing.how
 
 
+def test_test_phase_reads_only_the_checkpoint_it_tests(tmp_path, offline_hub):
+    """Runner.test() never initialises weights from init_cfg: an offline node without the ImageNet
+    weights can test; a missing load_from is still reported."""
+    cfg = _demo_config(tmp_path / 'det')
+    name = 'hf://naver-ai/swin_rope_mixed_tiny_patch4_window7_224'
+    cfg.model.backbone.init_cfg = dict(type='Pretrained', checkpoint=name)
+    assert [m.what for m in preflight.check(cfg, str(DEMO), 'train')] == \
+        [f'pretrained checkpoint {name}, not in the local cache and HF_HUB_OFFLINE=1']
+    assert preflight.check(cfg, str(DEMO), 'test') == []
+    cfg.load_from = str(tmp_path / 'iter_100.pth')
+    assert [m.what for m in preflight.check(cfg, str(DEMO), 'test')] == \
+        [f'checkpoint to load (load_from) {tmp_path}/iter_100.pth']
+
+
 def test_config_checkpoints_finds_init_cfg_and_pretrained():
     model = dict(pretrained='a.pth', backbone=dict(init_cfg=dict(type='Pretrained', checkpoint='hf://o/r')),
                  neck=[dict(init_cfg=dict(type='Pretrained', checkpoint='a.pth'))], head=dict(init_cfg=None))

@@ -24,9 +24,9 @@ def data(tmp_path_factory):
     return root
 
 
-def run(args, data, check=True):
+def run(args, data, check=True, **env_vars):
     env = dict(os.environ, MMPE_SYNTHETIC_DET=f'{data}/det/', MMPE_SYNTHETIC_SEG=f'{data}/seg/',
-               PYTHONPATH=ROOT, PYTHON=sys.executable, OMP_NUM_THREADS='1')
+               PYTHONPATH=ROOT, PYTHON=sys.executable, OMP_NUM_THREADS='1', **env_vars)
     proc = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
     if check and proc.returncode != 0:
         raise AssertionError(f'{args} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}')
@@ -53,7 +53,11 @@ def test_demo_trains_checkpoints_and_evaluates(tmp_path, data, config, metric):
     assert 'Iter(train) [4/4]' in proc.stdout + proc.stderr
     checkpoint = work / 'iter_4.pth'
     assert checkpoint.exists()
-    proc = run([sys.executable, 'tools/test.py', config, str(checkpoint), '--work-dir', str(work)], data)
+    # An offline node without the ImageNet weights the config names: testing never reads them.
+    proc = run([sys.executable, 'tools/test.py', config, str(checkpoint), '--work-dir', str(work), '--cfg-options',
+                'model.backbone.init_cfg._delete_=True', 'model.backbone.init_cfg.type=Pretrained',
+                'model.backbone.init_cfg.checkpoint=hf://nobody/imagenet-weights'],
+               data, HF_HOME=str(tmp_path / 'empty_hf'), HF_HUB_OFFLINE='1')
     assert metric in proc.stdout + proc.stderr
 
 

@@ -3,14 +3,16 @@
 #   .venv/ in the repo with torch 2.14.1, torchvision 0.29.1, mmcv 2.1.0 built from
 #   source with its compiled ops, mmengine, mmdet, mmsegmentation, timm and mmpe (editable).
 #
-#   bash tools/setup_env.sh [--cuda]
+#   bash tools/setup_env.sh [--cuda | --cpu]
 #
 # mmcv's ops are built for the CPU, or with CUDA kernels when torch sees a GPU or with --cuda
-# (same as FORCE_CUDA=1; works on a machine without a GPU, e.g. a login node). CUDA kernels are
-# compiled for TORCH_CUDA_ARCH_LIST, by default "8.0;9.0+PTX" plus any visible GPU's own
-# architecture: sm_80 code runs on A100/A10/L4/RTX 30xx-40xx (8.x), sm_90 on H100/H200, and newer
-# GPUs compile the embedded compute_90 PTX at load time. The CUDA compiler is CUDA_HOME's, the
-# nvcc on PATH or /usr/local/cuda's when its CUDA major version is torch's (13); otherwise (or
+# (same as FORCE_CUDA=1; works on a machine without a GPU, e.g. a login node). An installed CUDA
+# build is kept on a machine without a GPU (run again on a login node, it does not replace the
+# kernels the GPU nodes need); --cpu replaces it with a CPU build (tools/mmcv_build_plan.py decides).
+# CUDA kernels are compiled for TORCH_CUDA_ARCH_LIST, by default "8.0;9.0+PTX" plus any visible
+# GPU's own architecture: sm_80 code runs on A100/A10/L4/RTX 30xx-40xx (8.x), sm_90 on H100/H200,
+# and newer GPUs compile the embedded compute_90 PTX at load time. The CUDA compiler is CUDA_HOME's,
+# the nvcc on PATH or /usr/local/cuda's when its CUDA major version is torch's (13); otherwise (or
 # with MMPE_PIP_NVCC=1) NVIDIA's pip packages are installed into the venv and assembled into
 # $VENV/cuda-pip.
 # The mmcv wheel is built once per (torch version, ops, CUDA architecture list) and kept in
@@ -29,10 +31,12 @@ MMCV_VERSION=2.1.0
 # newer nvvm/crt, whose ptxas then fails with "Unsupported .version 9.5".
 PIP_NVCC=("nvidia-cuda-nvcc==13.0.88" "nvidia-nvvm==13.0.*" "nvidia-cuda-crt==13.0.*" "nvidia-cuda-cccl==13.0.*")
 
+REQUEST=auto
 for arg in "$@"; do
   case $arg in
-    --cuda) export FORCE_CUDA=1 ;;
-    *) echo "setup_env.sh: unknown argument '$arg' (accepted: --cuda)" >&2; exit 2 ;;
+    --cuda|--cpu) [ "$REQUEST" = auto ] || { echo "setup_env.sh: give one of --cuda, --cpu" >&2; exit 2; }
+                  REQUEST=${arg#--} ;;
+    *) echo "setup_env.sh: unknown argument '$arg' (accepted: --cuda, --cpu)" >&2; exit 2 ;;
   esac
 done
 
@@ -79,25 +83,9 @@ find_cuda_home() {
 }
 
 # Which ops (cpu/cuda), the CUDA architectures, and whether the installed mmcv already is that build.
-read -r OPS ARCHS INSTALLED < <("$PY" - "$MMCV_VERSION" "$VENV/mmcv-build.txt" <<'EOF'
-import os, sys, torch
-version, marker = sys.argv[1:]
-ops = 'cuda' if os.environ.get('FORCE_CUDA') == '1' or torch.cuda.is_available() else 'cpu'
-visible = {'%d.%d' % torch.cuda.get_device_capability(i) for i in range(torch.cuda.device_count())}
-archs = os.environ.get('TORCH_CUDA_ARCH_LIST') or ';'.join(['8.0', '9.0+PTX'] + sorted(visible - {'8.0', '9.0'}))
-archs = '-'.join(archs.replace(';', ' ').split()) if ops == 'cuda' else '-'
-try:
-    import mmcv, mmcv.ops
-    built = open(marker).read().strip() if os.path.exists(marker) else '-'
-    ok = mmcv.__version__ == version and (mmcv.ops.get_compiling_cuda_version() != 'not available') == (ops == 'cuda') \
-        and (ops == 'cpu' or built == archs)
-except Exception:
-    ok = False
-print(ops, archs, 'yes' if ok else 'no')
-EOF
-)
+read -r OPS ARCHS INSTALLED < <("$PY" "$ROOT/tools/mmcv_build_plan.py" "$MMCV_VERSION" "$VENV/mmcv-build.txt" "$REQUEST")
 if [ "$INSTALLED" = yes ]; then
-  log "mmcv $MMCV_VERSION with compiled $OPS ops already installed"
+  log "mmcv $MMCV_VERSION with compiled $OPS ops already installed: kept"
 else
   KEY=mmcv-$MMCV_VERSION-torch$TORCH_VERSION-$OPS
   [ "$OPS" = cuda ] && KEY=$KEY-$ARCHS
@@ -140,6 +128,11 @@ fi
 log "installing mmengine, mmdet, mmsegmentation, timm and mmpe (editable, with test tools)"
 pip_install -q -e "$ROOT[tests]"
 "$PY" -c "import mmpe, mmdet, mmseg; from mmcv.ops import MultiScaleDeformableAttention; print('stack ok: torch', __import__('torch').__version__)"
+if [ "$OPS" = cuda ]; then
+  log "installed: mmcv $MMCV_VERSION with CUDA ops for architectures ${ARCHS//-/;} (and CPU ops)"
+else
+  log "installed: mmcv $MMCV_VERSION with CPU ops only (on a GPU, DINO's deformable attention would run mmcv's slower PyTorch path; build the CUDA ops with --cuda)"
+fi
 log "done: activate with 'source $VENV/bin/activate'"
 exit
 }
