@@ -9,12 +9,15 @@ import re
 import sys
 import time
 import types
+import zipfile
 from collections import OrderedDict
 from pathlib import Path
 
+import numpy as np
 import pytest
 import timm
 import torch
+import torch.nn.functional as F
 from mmengine.logging import MMLogger
 from mmengine.runner import CheckpointLoader, load_checkpoint
 
@@ -38,15 +41,19 @@ def _perturbed(model: torch.nn.Module, seed: int = 0) -> dict:
             for k, v in model.state_dict().items()}
 
 
-def _timm_swin_microsoft() -> dict:
-    """A small Swin in the Microsoft layout: timm's Swin keys, with each patch merging at the end of
-    its stage (timm puts it at the start of the next) and the classifier named 'head'."""
+def _timm_swin_small() -> dict:
+    """A small timm Swin's state dict (timm's layout), weights perturbed."""
     from timm.models.swin_transformer import SwinTransformer
     torch.manual_seed(0)
-    model = SwinTransformer(img_size=64, embed_dim=32, depths=(2, 2), num_heads=(2, 4), window_size=4,
-                            num_classes=10)
+    return _perturbed(SwinTransformer(img_size=64, embed_dim=32, depths=(2, 2), num_heads=(2, 4), window_size=4,
+                                      num_classes=10))
+
+
+def _microsoft_layout(timm_swin: dict) -> dict:
+    """timm Swin weights in the Microsoft layout (timm's earlier one too): each patch merging at the
+    end of its stage (timm puts it at the start of the next), the classifier named 'head'."""
     return {re.sub(r'layers\.(\d+)\.downsample', lambda m: f'layers.{int(m[1]) - 1}.downsample', k)
-            .replace('head.fc.', 'head.'): v for k, v in _perturbed(model).items()}
+            .replace('head.fc.', 'head.'): v for k, v in timm_swin.items()}
 
 
 def _authors_swin_rope(microsoft: dict) -> dict:
@@ -95,7 +102,8 @@ def checkpoints():
     deit = _perturbed(timm.create_model('deit3_small_patch16_224', pretrained=False, **TIMM_VIT))
     from mmdet.models.backbones import SwinTransformer
     mmdet = _perturbed(SwinTransformer(**{k: v for k, v in SWIN.items() if k != 'pretrain_img_size'}))
-    microsoft = _timm_swin_microsoft()
+    timm_swin = _timm_swin_small()
+    microsoft = _microsoft_layout(timm_swin)
     return {
         'timm_eva': (eva, 'model.safetensors'),
         'timm_vit': (deit, 'model.safetensors'),
@@ -105,6 +113,7 @@ def checkpoints():
                      'vit_mmpe.pth'),
         'mmdet_swin': ({'state_dict': {'backbone.' + k: v for k, v in mmdet.items()}}, 'det.pth'),
         'microsoft_swin': ({'model': microsoft}, 'swin_tiny.pth'),
+        'timm_swin': (timm_swin, 'model.safetensors'),
         'authors_swin': ({'model': _authors_swin_rope(microsoft), 'config': argparse.Namespace(window=4)},
                          'pytorch_model.bin'),
         'mmpe_swin': (_perturbed(PESwinTransformer(**SWIN, pos_embed=dict(type='rope_mixed'))), 'model.safetensors'),
@@ -120,6 +129,14 @@ def _write(path: Path, obj) -> None:
         torch.save(obj, path)
 
 
+def _write_hub_repo(home: Path, repo: str, obj, filename: str) -> None:
+    """``obj`` as ``filename`` of the hub repo ``repo`` (revision REVISION, also 'main') under HF_HOME ``home``."""
+    folder = home / 'hub' / ('models--' + repo.replace('/', '--'))
+    _write(folder / 'snapshots' / REVISION / filename, obj)
+    (folder / 'refs').mkdir()
+    (folder / 'refs' / 'main').write_text(REVISION)
+
+
 @pytest.fixture(scope='module')
 def hub(tmp_path_factory, checkpoints):
     """HF_HOME with huggingface_hub's cache layout (hub/models--OWNER--REPO/{refs/main,snapshots/REV/FILE})
@@ -129,10 +146,7 @@ def hub(tmp_path_factory, checkpoints):
     repos = {f'test/{name}': (obj, filename) for name, (obj, filename) in checkpoints.items()}
     repos['timm/vit_small_patch16_rope_mixed_224.naver_in1k'] = checkpoints['timm_eva']
     for repo, (obj, filename) in repos.items():
-        folder = home / 'hub' / ('models--' + repo.replace('/', '--'))
-        _write(folder / 'snapshots' / REVISION / filename, obj)
-        (folder / 'refs').mkdir()
-        (folder / 'refs' / 'main').write_text(REVISION)
+        _write_hub_repo(home, repo, obj, filename)
     from huggingface_hub import constants
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv('HF_HOME', str(home))
@@ -164,6 +178,7 @@ CASES = [  # (checkpoint, backbone, kwargs)
     ('mmpe_vit', PEVisionTransformer, dict(VIT, pos_embed=dict(type='rope_mixed'))),
     ('mmdet_swin', PESwinTransformer, dict(SWIN)),
     ('microsoft_swin', PESwinTransformer, dict(SWIN)),
+    ('timm_swin', PESwinTransformer, dict(SWIN)),
     ('authors_swin', PESwinTransformer, dict(SWIN, pos_embed=dict(type='rope_mixed'))),
     ('mmpe_swin', PESwinTransformer, dict(SWIN, pos_embed=dict(type='rope_mixed'))),
 ]
@@ -182,7 +197,9 @@ def test_hf_checkpoint_loads_like_its_local_file(hub, name, cls, kwargs):
     # Independently of the loader: the file's tensors (converted where the layout needs it) are in the model.
     state = ckpt.read_checkpoint(path)
     state = state.get('state_dict', state.get('model', state))
-    if name == 'microsoft_swin':
+    if name == 'timm_swin':
+        state = _microsoft_layout(state)  # the same weights, converted below as Microsoft's
+    if name in ('microsoft_swin', 'timm_swin'):
         state = convert_microsoft_swin(state)
     if name == 'authors_swin':
         state = convert_microsoft_swin(state, dict(type='rope_mixed'))
@@ -218,6 +235,62 @@ def test_timm_scheme_and_load_from(hub, checkpoints):
     expected = checkpoints['mmpe_swin'][0]
     for key, value in model.state_dict().items():
         torch.testing.assert_close(value, expected[key], rtol=0, atol=0)
+
+
+# ------------------------------------------------------------------------------- timm Swin-T
+TIMM_SWIN_T = 'swin_tiny_patch4_window7_224'
+# 224: timm leaves the last stage's 7x7 map (one window) unshifted; 224x448: its 7x14 map shifts along
+# the width only. Every map is a multiple of the window: elsewhere timm pads after the cyclic shift,
+# mmdet and mmpe before it (tests/test_swin.py).
+TIMM_SWIN_SIZES = [(224, 224), (224, 448)]
+OUT_NORM_KEYS = [f'norm{i}.{p}' for i in range(4) for p in ('weight', 'bias')]
+
+
+@pytest.fixture(scope='module')
+def timm_swin_t(hub, tmp_path_factory):
+    """A random-weight timm Swin-T (weights perturbed) by three names: timm's layout as
+    timm://swin_tiny_patch4_window7_224.ms_in1k (in the hub cache) and as a file, timm's earlier
+    (Microsoft) layout as a file; and timm's stage maps (NCHW, before any norm) of these weights at
+    each of TIMM_SWIN_SIZES, from timm's model built for that size: {size: (images, maps)}."""
+    torch.manual_seed(0)
+    state = _perturbed(timm.create_model(TIMM_SWIN_T, pretrained=False))
+    _write_hub_repo(hub, f'timm/{TIMM_SWIN_T}.ms_in1k', state, 'model.safetensors')
+    folder = tmp_path_factory.mktemp('timm_swin_t')
+    _write(folder / 'timm.safetensors', state)
+    _write(folder / 'older_timm.pth', {'model': _microsoft_layout(state)})
+    names = dict(timm_name=f'timm://{TIMM_SWIN_T}.ms_in1k', timm_file=str(folder / 'timm.safetensors'),
+                 older_timm_file=str(folder / 'older_timm.pth'))
+    gen = torch.Generator().manual_seed(1)
+    expected = {}
+    for size in TIMM_SWIN_SIZES:
+        model = timm.create_model(TIMM_SWIN_T, pretrained=False, img_size=size).eval()
+        model.load_state_dict(state)
+        images = torch.randn(1, 3, *size, generator=gen)
+        with torch.no_grad():
+            expected[size] = (images, model.forward_intermediates(images, intermediates_only=True))
+    return names, expected
+
+
+@pytest.mark.parametrize('source, layout', [('timm_name', 'timm'), ('timm_file', 'timm'),
+                                            ('older_timm_file', 'microsoft')])
+def test_timm_swin_t_gives_timms_stage_features(timm_swin_t, source, layout):
+    """A timm Swin-T checkpoint (timm's layout by timm:// name or by path, timm's earlier layout by
+    path) loads into PESwinTransformer (RPB) with every weight but the output norms, the layout
+    logged, and with window_fit='fit' (timm's window rule) gives timm's four stage maps at 224x224
+    and 224x448. timm has no per-stage norms (its final norm is dropped, as mmdet does), so ours
+    stay unit LayerNorms: timm's maps are layer-normalised likewise."""
+    names, expected = timm_swin_t
+    with _log_messages() as messages:
+        model = _loaded(PESwinTransformer, names[source], window_fit='fit').eval()
+    assert f'checkpoint {names[source]}: detected layout {layout!r}: {SWIN_LAYOUTS[layout]}' in messages
+    assert f'PESwinTransformer: keys not in the checkpoint: {OUT_NORM_KEYS}' in messages
+    assert not any('checkpoint keys not used' in m for m in messages)
+    for size, (images, maps) in expected.items():
+        with torch.no_grad():
+            actual = model(images)
+        for i, (a, e) in enumerate(zip(actual, maps)):
+            e = F.layer_norm(e.permute(0, 2, 3, 1), e.shape[1:2]).permute(0, 3, 1, 2)
+            torch.testing.assert_close(a, e, rtol=0, atol=1e-5, msg=lambda m: f'{size}, stage {i}: {m}')
 
 
 def test_hub_names_files_and_revisions(hub, tmp_path):
@@ -299,8 +372,9 @@ def test_layout_detection_of_every_layout(checkpoints):
            for name in ('timm_eva', 'timm_vit', 'authors_deit3', 'mmpe_vit')}
     assert vit == dict(timm_eva='eva', timm_vit='vit', authors_deit3='deit3', mmpe_vit='mmpe')
     swin = {name: swin_layout(backbone_state_dict(checkpoints[name][0]))
-            for name in ('mmdet_swin', 'microsoft_swin', 'authors_swin', 'mmpe_swin')}
-    assert swin == dict(mmdet_swin='mmdet', microsoft_swin='microsoft', authors_swin='rope_vit', mmpe_swin='mmpe')
+            for name in ('mmdet_swin', 'microsoft_swin', 'timm_swin', 'authors_swin', 'mmpe_swin')}
+    assert swin == dict(mmdet_swin='mmdet', microsoft_swin='microsoft', timm_swin='timm', authors_swin='rope_vit',
+                        mmpe_swin='mmpe')
     for variant in ('axial', 'mixed'):  # the key lists of the published checkpoints
         assert swin_layout(_real_key_layout(f'naver_swin_rope_{variant}_tiny_patch4_window7_224_keys.txt')) == \
             'rope_vit'
@@ -379,6 +453,56 @@ def test_pickled_metadata_is_read_as_plain_dicts(tmp_path, monkeypatch):
     assert checkpoint['config'] == {'MODEL': {'TYPE': 'swin'}} and type(checkpoint['config']) is OrderedDict
     assert vars(checkpoint['args']) == {'lr': 0.1}
     torch.testing.assert_close(checkpoint['model']['w'], weight, rtol=0, atol=0)
+
+
+def _as_numpy1(path):
+    """Rewrite the torch zip file ``path`` as numpy 1.x pickles its arrays and scalars
+    (numpy.core.multiarray.* instead of numpy 2's numpy._core.multiarray.*)."""
+    with zipfile.ZipFile(path) as source:
+        records = [(info, source.read(info)) for info in source.infolist()]
+    with zipfile.ZipFile(path, 'w', zipfile.ZIP_STORED) as target:
+        for info, data in records:
+            if info.filename.endswith('/data.pkl'):
+                assert b'numpy._core.multiarray' in data
+                data = data.replace(b'numpy._core.multiarray', b'numpy.core.multiarray')
+            target.writestr(info, data)
+
+
+class Executes:
+    """Pickles as a call of print: a checkpoint must never run it."""
+
+    def __reduce__(self):
+        return print, ('EXECUTED',)
+
+
+def test_checkpoint_of_a_numpy1_stack_loads_without_running_code(tmp_path, capsys):
+    """An mmengine checkpoint written with numpy 1.x (arrays and scalars in its message hub and
+    random state, argparse options in its meta) loads: tensors and numpy values as saved, the
+    options as a plain dict. A file that pickles a call of anything else is still refused."""
+    from mmengine.logging import HistoryBuffer
+    weight = torch.randn(3, 2)
+    rng = np.random.RandomState(3).get_state()
+    path = tmp_path / 'iter_2.pth'
+    torch.save({'meta': {'iter': 2, 'seed': np.int64(7), 'args': argparse.Namespace(lr=0.1)},
+                'state_dict': OrderedDict(weight=weight),
+                'message_hub': {'log_scalars': {'train/loss': HistoryBuffer([np.float64(0.5), 0.25], [1, 1])}},
+                'rng_state': {'numpy': rng}}, path)
+    _as_numpy1(path)
+    checkpoint = ckpt.read_checkpoint(str(path))
+    torch.testing.assert_close(checkpoint['state_dict']['weight'], weight, rtol=0, atol=0)
+    assert checkpoint['meta']['seed'] == 7 and type(checkpoint['meta']['seed']) is np.int64
+    assert vars(checkpoint['meta']['args']) == {'lr': 0.1}
+    np.testing.assert_array_equal(checkpoint['message_hub']['log_scalars']['train/loss'].data[0], [0.5, 0.25])
+    assert checkpoint['rng_state']['numpy'][0] == rng[0]
+    np.testing.assert_array_equal(checkpoint['rng_state']['numpy'][1], rng[1])
+
+    evil = tmp_path / 'evil.pth'
+    torch.save({'state_dict': {'w': weight}, 'meta': Executes(), 'seed': np.float64(1.0)}, evil)
+    _as_numpy1(evil)
+    with pytest.raises(ValueError, match=f"'{evil}' is not a checkpoint file that safetensors or "
+                                         r'torch.load\(weights_only=True\) can read'):
+        ckpt.read_checkpoint(str(evil))
+    assert 'EXECUTED' not in capsys.readouterr().out
 
 
 def test_nothing_fits_is_an_error_and_partial_match_a_warning(tmp_path, checkpoints):

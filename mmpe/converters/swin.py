@@ -5,8 +5,13 @@
 - 'mmdet' (mmdet/mmseg Swin) and 'mmpe' (``PESwinTransformer``, the same keys plus encoding
   parameters under ``pos_embed``) already have the layout: ``backbone_state_dict`` only picks the
   state dict and strips 'module.' / 'backbone.' prefixes.
-- 'microsoft' (official Swin; ``convert_weights=True`` in mmdet): mmdet's own
-  ``swin_converter`` renames the keys and reorders the patch-merging channels.
+- 'microsoft' (official Swin; ``convert_weights=True`` in mmdet; also timm's earlier Swin layout):
+  mmdet's own ``swin_converter`` renames the keys and reorders the patch-merging channels.
+- 'timm' (timm's Swin today): the Microsoft layout (the same patch-merging channel order) except
+  that each patch merging opens the next stage (``layers.{i}.downsample``, i >= 1, instead of the
+  end of stage i - 1) and the classifier is ``head.fc``; timm does not store the derived
+  ``relative_position_index`` and ``attn_mask``. ``timm_swin_to_microsoft`` moves the patch
+  merging back, then it converts as 'microsoft'.
 - 'rope_vit': the RoPE-ViT authors' Swin RoPE checkpoints (``swin_rope_{axial,mixed}_{tiny,small,base}_
   patch4_window7_224``) are the Microsoft layout without RPB tables plus, per block,
   ``layers.{i}.blocks.{j}.attn.rope_freqs`` (2, heads, head_dim/2) = [fx, fy] and the derived
@@ -16,6 +21,8 @@
   RoPE-Axial frequencies are a fixed buffer, fx = [mag, mag cos(pi/2)], fy = [0, mag] with
   mag_k = theta^(-4k/d), i.e. exactly our RoPE-Axial (x block first, then y block; the
   authors' cos(pi/2) is -4.4e-8 in float32): they are checked and dropped.
+
+``convert_swin`` converts any of them.
 """
 import re
 from collections import OrderedDict
@@ -35,6 +42,7 @@ _ROPE_COORDS = re.compile(r'^layers\.\d+\.blocks\.\d+\.attn\.rope_t_([xy])$')
 _MICROSOFT_BLOCK = re.compile(r'^layers\.\d+\.blocks\.\d+\.')
 _MMDET_BLOCK = re.compile(r'^stages\.\d+\.blocks\.\d+\.')
 _ATTN_MASK = re.compile(r'^layers\.\d+\.blocks\.\d+\.attn_mask$')
+_DOWNSAMPLE = re.compile(r'^layers\.(\d+)\.downsample\.')
 # The classifier's head and final norm have no counterpart in the backbone (mmdet ignores them too).
 _CLASSIFIER = re.compile(r'^(head|norm)\.')
 
@@ -54,7 +62,8 @@ def backbone_state_dict(checkpoint: dict) -> Dict[str, torch.Tensor]:
 SWIN_LAYOUTS = {
     'mmdet': 'mmdet/mmseg Swin',
     'mmpe': "mmpe's PESwinTransformer",
-    'microsoft': 'Microsoft Swin (official release)',
+    'microsoft': "Microsoft Swin (official release; also timm's earlier Swin layout)",
+    'timm': 'timm Swin (patch merging at the start of the next stage, head.fc)',
     'rope_vit': "the RoPE-ViT authors' Swin RoPE (Microsoft layout with attn.rope_freqs)",
 }
 
@@ -62,7 +71,11 @@ SWIN_LAYOUTS = {
 def swin_layout(state_dict: Dict[str, torch.Tensor]) -> str:
     """The ``SWIN_LAYOUTS`` key of a (backbone) Swin state dict; ValueError when it is not one."""
     if any(_MICROSOFT_BLOCK.match(k) for k in state_dict):
-        return 'rope_vit' if any(_ROPE_FREQS.match(k) for k in state_dict) else 'microsoft'
+        if any(_ROPE_FREQS.match(k) for k in state_dict):
+            return 'rope_vit'
+        # Microsoft merges patches at the end of stage 0 .. n-2, timm at the start of stage 1 .. n-1.
+        merging_stages = {int(m[1]) for m in map(_DOWNSAMPLE.match, state_dict) if m}
+        return 'timm' if merging_stages and 0 not in merging_stages else 'microsoft'
     if any(_MMDET_BLOCK.match(k) for k in state_dict):
         return 'mmpe' if any('pos_embed.' in k for k in state_dict) else 'mmdet'
     raise ValueError('not a Swin state dict: it has neither layers.*.blocks.* (Microsoft) nor stages.*.blocks.* '
@@ -126,6 +139,26 @@ def convert_microsoft_swin(state_dict: Dict[str, torch.Tensor],
                              f"(fx = [mag, 0], fy = [0, mag]); for learned frequencies use pos_embed "
                              f"type 'rope_mixed', otherwise set the matching theta")
     return converted
+
+
+def timm_swin_to_microsoft(state_dict: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+    """timm Swin state dict -> the Microsoft layout: the patch merging that opens stage i
+    (``layers.{i}.downsample.*``) becomes the end of stage i - 1. Other keys are kept as they are."""
+    return OrderedDict((_DOWNSAMPLE.sub(lambda m: f'layers.{int(m[1]) - 1}.downsample.', key), value)
+                       for key, value in state_dict.items())
+
+
+def convert_swin(state_dict: Dict[str, torch.Tensor],
+                 pos_embed: dict = dict(type='rpb')) -> Dict[str, torch.Tensor]:
+    """A Swin state dict of any ``SWIN_LAYOUTS`` layout (``swin_layout``) -> ``PESwinTransformer``
+    keys: 'mmdet' and 'mmpe' as they are, 'timm' through ``timm_swin_to_microsoft``, then
+    Microsoft-layout ones by ``convert_microsoft_swin`` for the encoding ``pos_embed``."""
+    layout = swin_layout(state_dict)
+    if layout in ('mmdet', 'mmpe'):
+        return OrderedDict(state_dict)
+    if layout == 'timm':
+        state_dict = timm_swin_to_microsoft(state_dict)
+    return convert_microsoft_swin(state_dict, pos_embed)
 
 
 def resize_rpb_tables(state_dict: Dict[str, torch.Tensor],

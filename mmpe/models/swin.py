@@ -23,7 +23,7 @@ from mmengine.model.weight_init import constant_init, trunc_normal_init
 from mmengine.utils import to_2tuple
 from torch import nn
 
-from ..converters.swin import SWIN_AXIAL_THETA, convert_microsoft_swin, resize_rpb_tables
+from ..converters.swin import SWIN_AXIAL_THETA, convert_swin, resize_rpb_tables
 from ..pos_embed import AttentionPosEmbed, build_pos_embed, parse_pos_embed_cfg
 from ..pos_embed.builder import check_window_local_coords
 from ..pos_embed.cache import table_cache
@@ -229,7 +229,7 @@ class PESwinTransformer(BaseModule):
     ``init_cfg=dict(type='Pretrained', checkpoint=...)`` (a path, URL, ``hf://`` or ``timm://``
     name; ``mmpe.checkpoint``) detects the checkpoint's layout and loads it: mmdet/mmseg Swin as
     it is (full detector/segmentor checkpoints too: their 'backbone.' keys are used), Microsoft
-    Swin and the RoPE-ViT authors' Swin RoPE converted (``mmpe.converters.convert_microsoft_swin``);
+    Swin, timm Swin and the RoPE-ViT authors' Swin RoPE converted (``mmpe.converters.convert_swin``);
     ``convert_weights`` is accepted for mmdet configs and no longer needed.
     ``use_abs_pos_embed`` exists only so that mmdet/mmseg configs work; it must be False
     (use ``pos_embed=dict(type='ape')``).
@@ -382,10 +382,10 @@ class PESwinTransformer(BaseModule):
     def init_weights(self) -> None:
         """From scratch (init_cfg None): mmdet's init (Linear trunc-normal 0.02, LayerNorm 1/0),
         encodings keep their own init. Pretrained (a path, hf://, timm:// or URL): load, detect and
-        log the layout (``mmpe.converters.swin_layout``: mmdet/mmseg, mmpe, Microsoft, the RoPE-ViT
-        authors' Swin RoPE), convert Microsoft-layout ones (``convert_weights`` is not needed), resize
-        relative position bias tables to the window, load non-strictly and log what is missing; a
-        checkpoint of another model (nothing fits) is an error."""
+        log the layout (``mmpe.converters.swin_layout``: mmdet/mmseg, mmpe, Microsoft, timm, the RoPE-ViT
+        authors' Swin RoPE), convert all but mmdet/mmpe ones (``convert_weights`` is not needed), resize
+        relative position bias tables to the window, load non-strictly and log what is missing (but
+        the derived relative_position_index); a checkpoint of another model (nothing fits) is an error."""
         logger = MMLogger.get_current_instance()
         if self.init_cfg is None:
             logger.warning(f'No pre-trained weights for {type(self).__name__}, training starts from scratch')
@@ -405,18 +405,17 @@ class PESwinTransformer(BaseModule):
         from ..converters import check_fills_model, load_backbone_state
         checkpoint = self.init_cfg['checkpoint']
         original, layout = load_backbone_state(checkpoint, 'Swin')
-        if layout in ('microsoft', 'rope_vit'):
-            state_dict = convert_microsoft_swin(original, self.pos_embed_cfg)
-        else:
-            state_dict = original
-            if self.convert_weights:
-                logger.info(f'{type(self).__name__}: convert_weights=True ignored: checkpoint {checkpoint} is '
-                            f'already in the mmdet layout')
+        state_dict = convert_swin(original, self.pos_embed_cfg)
+        if layout in ('mmdet', 'mmpe') and self.convert_weights:
+            logger.info(f'{type(self).__name__}: convert_weights=True ignored: checkpoint {checkpoint} is '
+                        f'already in the mmdet layout')
         check_fills_model(checkpoint, state_dict, self.state_dict(), 'Swin', original)
         state_dict = resize_rpb_tables(state_dict, self.state_dict())
         result = self.load_state_dict(state_dict, strict=False)
-        if result.missing_keys:
-            logger.warning(f'{type(self).__name__}: keys not in the checkpoint: {result.missing_keys}')
+        # relative_position_index follows from the window (timm does not store it): not worth a warning
+        missing = [k for k in result.missing_keys if not k.endswith('.relative_position_index')]
+        if missing:
+            logger.warning(f'{type(self).__name__}: keys not in the checkpoint: {missing}')
         if result.unexpected_keys:
             logger.warning(f'{type(self).__name__}: checkpoint keys not used: {result.unexpected_keys}')
 
