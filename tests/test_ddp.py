@@ -12,13 +12,24 @@ process equals one process that runs each image as its own batch, not one batch 
 would restore batch-2 statistics, but needs CUDA; BN in eval mode (running statistics) makes
 the runs identical. The tests check both: eval-mode BN against batch 2, train-mode BN against
 per-image batches.
+
+Exact resume under DDP: an mmengine Runner over the same 2 processes with RandomStateHook
+(per-process seeds; drop path, python and numpy draws in training; a validation right after the
+checkpoint), stopped after its checkpoint and resumed with another seed, repeats the
+uninterrupted run bit for bit on each process.
 """
+import os
+import random
 import socket
 
+import numpy as np
 import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from mmengine.evaluator import BaseMetric
+from mmengine.model import BaseModel
+from mmengine.runner import Runner
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
@@ -94,13 +105,16 @@ def _worker(rank: int, port: int, path: str) -> None:
     dist.destroy_process_group()
 
 
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
 @pytest.fixture(scope='module')
 def ddp_weights(tmp_path_factory):
     path = str(tmp_path_factory.mktemp('ddp') / 'weights.pth')
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        port = s.getsockname()[1]
-    mp.spawn(_worker, args=(port, path), nprocs=2)
+    mp.spawn(_worker, args=(free_port(), path), nprocs=2)
     return torch.load(path)
 
 
@@ -128,3 +142,102 @@ def test_per_gpu_bn_differs_from_batch_statistics(ddp_weights):
     context = [n for n, _ in model.named_parameters() if '.context.' in n]
     assert any(not torch.allclose(ddp[n], p.detach(), **TOLERANCE) for n, p in model.named_parameters()
                if n in context)
+
+
+class DropPathViT(BaseModel):
+    """A tiny ViT with drop path (torch's CPU generator) whose training input is scaled by a python
+    draw and perturbed by numpy noise, as a data preprocessor's batch augmentations do; it records
+    the indices of the samples it trains on."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.backbone = PEVisionTransformer(img_size=32, patch_size=8, embed_dims=16, depth=2, num_heads=2,
+                                            drop_path_rate=0.5, out_indices=(1,))
+        self.seen = []
+
+    def forward(self, inputs, index, mode='loss'):
+        if mode != 'loss':
+            return [dict(index=i) for i in index]
+        self.seen += index.tolist()
+        noise = torch.from_numpy(np.random.standard_normal(inputs.shape).astype(np.float32))
+        return dict(loss=loss(self.backbone, inputs * random.uniform(0.5, 1.5) + noise))
+
+
+class SampleCount(BaseMetric):
+    """Counts the validation samples: validation here is only there to run."""
+
+    def process(self, data_batch, data_samples):
+        self.results += data_samples
+
+    def compute_metrics(self, results):
+        return dict(samples=len(results))
+
+
+def resume_runner(work_dir: str, seed: int, launcher: str, resume_from=None) -> Runner:
+    """6 iterations of DropPathViT, batch 1 per process, shuffled, per-rank seeds; a checkpoint and a
+    validation every 3 iterations (as in mmseg's schedules; the validation dataloader draws from torch's
+    generator)."""
+    gen = torch.Generator().manual_seed(1)
+    data = [dict(inputs=torch.randn(3, 32, 32, generator=gen), index=i) for i in range(16)]
+    return Runner(
+        model=DropPathViT(), work_dir=work_dir, experiment_name=os.path.basename(work_dir), launcher=launcher,
+        load_from=resume_from, resume=resume_from is not None, randomness=dict(seed=seed, diff_rank_seed=True),
+        train_dataloader=dict(dataset=data, batch_size=1, sampler=dict(type='DefaultSampler', shuffle=True),
+                              collate_fn=dict(type='default_collate')),
+        val_dataloader=dict(dataset=data[:4], batch_size=2, sampler=dict(type='DefaultSampler', shuffle=False),
+                            collate_fn=dict(type='default_collate')),
+        val_evaluator=dict(type=SampleCount), val_cfg=dict(),
+        optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.05, momentum=0.9)),
+        train_cfg=dict(by_epoch=False, max_iters=6, val_interval=3),
+        default_hooks=dict(checkpoint=dict(type='CheckpointHook', interval=3, by_epoch=False)),
+        custom_hooks=[dict(type='RandomStateHook')])
+
+
+def _resume_worker(rank: int, port: int, work_dir: str) -> None:
+    """6 iterations straight (seed 0), then the same run resumed from its iteration-3 checkpoint with
+    seed 1; saves, per run, the weights, the samples seen and the generators' next draws."""
+    torch.set_num_threads(1)
+    os.environ['LOCAL_RANK'] = str(rank)  # mmengine's DDP wrapper reads it
+    dist.init_process_group('gloo', init_method=f'tcp://127.0.0.1:{port}', rank=rank, world_size=2)
+    runs = {}
+    for name, seed, resume_from in [('straight', 0, None), ('resumed', 1, f'{work_dir}/straight/iter_3.pth')]:
+        runner = resume_runner(f'{work_dir}/{name}', seed, 'pytorch', resume_from)
+        runner.train()
+        model = runner.model.module
+        runs[name] = dict(weights=model.state_dict(), seen=model.seen,
+                          draws=(random.random(), np.random.random(), torch.rand(4)))
+    torch.save(runs, f'{work_dir}/rank{rank}.pth')
+    dist.destroy_process_group()
+
+
+@pytest.fixture(scope='module')
+def resume_runs(tmp_path_factory):
+    work_dir = tmp_path_factory.mktemp('resume')
+    mp.spawn(_resume_worker, args=(free_port(), str(work_dir)), nprocs=2)
+    return work_dir
+
+
+def test_ddp_resume_repeats_the_uninterrupted_run(resume_runs):
+    """On each process: the same samples after the checkpoint, the same final weights (exactly) and
+    the same generator states as the uninterrupted run."""
+    ranks = [torch.load(resume_runs / f'rank{rank}.pth') for rank in range(2)]
+    for run in ranks:
+        straight, resumed = run['straight'], run['resumed']
+        assert resumed['seen'] == straight['seen'][3:]
+        for name, weight in straight['weights'].items():
+            assert torch.equal(resumed['weights'][name], weight), name
+        python, numpy, torch_cpu = resumed['draws']
+        assert (python, numpy) == straight['draws'][:2] and torch.equal(torch_cpu, straight['draws'][2])
+    assert not torch.equal(ranks[0]['straight']['draws'][2], ranks[1]['straight']['draws'][2]), \
+        'the processes share one random stream: the test would not see whose states are restored'
+
+
+def test_resume_with_another_world_size_warns(resume_runs, tmp_path):
+    """A 2-process checkpoint resumed by 1 process: one warning, and the run trains on."""
+    runner = resume_runner(str(tmp_path / 'one_process'), 0, 'none', str(resume_runs / 'straight' / 'iter_3.pth'))
+    runner.train()
+    assert runner.iter == 6
+    with open(os.path.join(runner.log_dir, f'{runner.timestamp}.log')) as f:
+        log = f.read()
+    assert log.count('the checkpoint holds the random states of 2 processes and this run has 1') == 1
