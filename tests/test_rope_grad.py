@@ -1,6 +1,7 @@
 """The RoPE autograd Functions: gradients against autograd of the plain formula (float64
-gradcheck), for ViT shapes (global grid, with and without a CLS token) and Swin shapes (windows
-in the batch dimension), and nothing per layer saved for backward beyond the rotated q/k."""
+gradcheck, and gradgradcheck for double backward), for ViT shapes (global grid, with and without
+a CLS token) and Swin shapes (windows in the batch dimension), and nothing per layer saved for
+backward beyond the rotated q/k."""
 import pytest
 import torch
 
@@ -51,6 +52,25 @@ def test_rotate_fixed_gradcheck(lead, heads, hw, prefix):
     x = torch.randn(*lead, heads, prefix + hw[0] * hw[1], d, dtype=torch.float64, requires_grad=True)
     cos, sin = rope_axial_tables(hw, prefix, d, 100.0, torch.device('cpu'))
     assert torch.autograd.gradcheck(RotateFixed.apply, (x, cos.double(), sin.double()))
+
+
+@pytest.mark.parametrize('lead, heads, hw, prefix', SHAPES)
+def test_rotate_mixed_gradgradcheck(lead, heads, hw, prefix):
+    """Double backward (create_graph=True, e.g. gradient penalties) through RoPE-Mixed, w.r.t. q/k and freqs.
+    fast_mode compares random projections of the Jacobians (ms instead of 16 s for the Swin shape)."""
+    d, n = 8, hw[0] * hw[1]
+    x = torch.randn(*lead, heads, prefix + n, d, dtype=torch.float64, requires_grad=True)
+    freqs = torch.randn(2, heads, d // 2, dtype=torch.float64, requires_grad=True)
+    coords = rope_coords(hw, prefix, torch.device('cpu')).double()
+    assert torch.autograd.gradgradcheck(RotateMixed.apply, (x, freqs, coords), fast_mode=True)
+
+
+@pytest.mark.parametrize('lead, heads, hw, prefix', SHAPES)
+def test_rotate_fixed_gradgradcheck(lead, heads, hw, prefix):
+    d = 8
+    x = torch.randn(*lead, heads, prefix + hw[0] * hw[1], d, dtype=torch.float64, requires_grad=True)
+    cos, sin = rope_axial_tables(hw, prefix, d, 100.0, torch.device('cpu'))
+    assert torch.autograd.gradgradcheck(RotateFixed.apply, (x, cos.double(), sin.double()), fast_mode=True)
 
 
 @pytest.mark.parametrize('rope', [RoPEAxial(16, 100.0), RoPEMixed(4, 16)], ids=['axial', 'mixed'])

@@ -124,7 +124,8 @@ class PEVisionTransformer(BaseModule):
             extent, and at the reference grid it equals 'index'. ``coord_aug=dict(shift=s,
             jitter=j, rescale=r)`` (DINOv3's augmentation; default None) transforms them at
             random in training only (never in eval): one draw per forward, shared by every
-            block and every image, from torch's global generator (seeded by mmengine's
+            block and every image (its RoPE tables are built once per forward, not cached),
+            from torch's global generator (seeded by mmengine's
             ``randomness.seed``, saved and restored by ``mmpe.hooks.RandomStateHook``, so
             resumed runs repeat); see ``mmpe.pos_embed.rope.coords_affine``.
         window_size: 0 for global attention in every block; > 0 for ViTDet window attention

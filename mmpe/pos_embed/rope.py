@@ -10,12 +10,14 @@ Coordinates: token n of a row-major H x W grid has column x = n % W and row y = 
 ('index'), or an affine transform of them per axis, ``affine = (a_x, b_x, a_y, b_y)``:
 x' = a_x x + b_x, y' = a_y y + b_y (``coords_affine``: the 'interpolate' mode and the train-time
 coordinate augmentation). The transform is part of the tables' cache keys; the identity
-(1, 0, 1, 0) uses exactly the keys and tables of plain indices.
+(1, 0, 1, 0) uses exactly the keys and tables of plain indices. A random draw of the augmentation
+is a ``OneOffKey``: its tables are built once per forward, shared by its layers, and never cached.
 
 Both rotations are autograd Functions that keep nothing per layer for backward beyond their
 (cached or tiny) inputs and, for RoPE-Mixed, their output, which attention keeps anyway:
 backward rotates the incoming gradient by the negative angle, and RoPE-Mixed's frequency
-gradient is computed in closed form (DESIGN section 8). Prefix tokens (CLS) have coordinates
+gradient is computed in closed form (DESIGN section 8). Backward is itself differentiable
+(``create_graph=True``, double backward). Prefix tokens (CLS) have coordinates
 (0, 0), i.e. angle 0: they pass through unchanged and add nothing to the frequency gradient.
 """
 import math
@@ -25,7 +27,7 @@ import torch
 from torch import nn
 
 from .base import AttentionPosEmbed
-from .cache import table_cache
+from .cache import OneOffKey, table_cache
 from .grid import HW, grid_coords
 
 
@@ -51,7 +53,8 @@ def coords_affine(hw: HW, ref_hw: HW, coords: str = 'index', aug: Optional[dict]
     s_y = j_y r, j_x, j_y = exp(U(-ln jitter, ln jitter)) per axis, r = exp(U(-ln rescale, ln rescale)).
     The draw (five numbers, always) comes from torch's global CPU generator, which mmengine's
     ``randomness.seed`` seeds and ``mmpe.hooks.RandomStateHook`` saves and restores, so seeded and
-    resumed runs repeat it.
+    resumed runs repeat it. It is returned as a ``OneOffKey``: no later forward repeats it, so its
+    tables are kept on it for this forward instead of in the shared caches.
     """
     (h, w), (h_ref, w_ref) = hw, ref_hw
     if coords == 'index':
@@ -69,11 +72,14 @@ def coords_affine(hw: HW, ref_hw: HW, coords: str = 'index', aug: Optional[dict]
     # x'' = m + s (x' + t - m): shift by t, then scale about the grid centre m = a (W - 1) / 2 + b
     m_x, m_y = a_x * (w - 1) / 2 + b_x, a_y * (h - 1) / 2 + b_y
     t_x, t_y = u_x * aug['shift'] * w_ref / 2, u_y * aug['shift'] * h_ref / 2
-    return s_x * a_x, s_x * (b_x + t_x - m_x) + m_x, s_y * a_y, s_y * (b_y + t_y - m_y) + m_y
+    return OneOffKey((s_x * a_x, s_x * (b_x + t_x - m_x) + m_x, s_y * a_y, s_y * (b_y + t_y - m_y) + m_y))
 
 
 def _affine_key(affine: Affine) -> tuple:
-    """Extra cache-key arguments of ``affine``: none for the identity (the plain-index tables)."""
+    """Extra cache-key arguments of ``affine``: none for the identity (the plain-index tables), a
+    random draw as it is (a ``OneOffKey``, never cached)."""
+    if isinstance(affine, OneOffKey):
+        return (affine,)
     affine = tuple(float(v) for v in affine)
     return () if affine == IDENTITY else (affine,)
 
@@ -118,11 +124,14 @@ def empty_in_layout_of(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
 def rotate_pairs(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
     """Rotate the channel pairs of x (..., N, d) by angles given as cos, sin (..., N, d/2)
     (broadcast over leading dimensions). Computed and returned in the tables' precision when x
-    has a lower one (float32 tables for a bfloat16 x)."""
+    has a lower one (float32 tables for a bfloat16 x). Differentiable when autograd records it
+    (e.g. the rotations' backward under ``create_graph=True``)."""
     x0, x1 = x.unflatten(-1, (-1, 2)).unbind(-1)
-    if torch.compiler.is_compiling():  # traceable form; inductor fuses it into one kernel
+    recorded = torch.is_grad_enabled() and (x.requires_grad or cos.requires_grad or sin.requires_grad)
+    if recorded or torch.compiler.is_compiling():  # differentiable, traceable; inductor fuses it into one kernel
         return torch.stack([x0 * cos - x1 * sin, x0 * sin + x1 * cos], dim=-1).flatten(-2)
-    # eager: write both halves in place, half the memory passes of the form above
+    # eager, not recorded (out= is not differentiable): write both halves in place, half the
+    # memory passes of the form above
     out = empty_in_layout_of(x, torch.promote_types(x.dtype, cos.dtype))
     out0, out1 = out.unflatten(-1, (-1, 2)).unbind(-1)
     torch.mul(x0, cos, out=out0).addcmul_(x1, sin, value=-1)
@@ -132,7 +141,8 @@ def rotate_pairs(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch
 
 class RotateFixed(torch.autograd.Function):
     """x (..., N, d) rotated by fixed angles (cos, sin (..., N, d/2), float32, no gradient).
-    Saves only the tables (cached, shared by the layers); backward rotates by the negative angle."""
+    Saves only the tables (cached, shared by the layers); backward rotates by the negative angle,
+    differentiably when autograd records it (double backward)."""
 
     @staticmethod
     def forward(ctx, x, cos, sin):
@@ -172,6 +182,8 @@ class RotateMixed(torch.autograd.Function):
     recomputes cos/sin, rotates the gradient back, and forms d loss / d freqs in closed form:
     d loss / d angle = g1 y0 - g0 y1 (the output pair turned by 90 degrees, against the gradient),
     summed over all leading dimensions (batch, windows, q/k) first, then times x (fx) and y (fy).
+    Under ``create_graph=True`` autograd records this backward (through the saved output, whose
+    gradient is this Function's backward again), so double backward works.
     """
 
     @staticmethod
