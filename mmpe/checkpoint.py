@@ -238,8 +238,10 @@ def resolve(name: str) -> str:
 
 def _torch_load(path: str, map_location) -> dict:
     """torch.load(weights_only=True) with ``NUMPY_GLOBALS``; other globals it refuses (metadata classes)
-    are read as OrderedDicts."""
-    with torch.serialization.safe_globals(NUMPY_GLOBALS):
+    are read as OrderedDicts. Allows only for this call what is not allowed already (torch's
+    ``safe_globals`` removes on exit what it added, also what was allowed before)."""
+    allowed = torch.serialization.get_safe_globals()
+    with torch.serialization.safe_globals([g for g in NUMPY_GLOBALS if g not in allowed]):
         try:
             return torch.load(path, map_location=map_location, weights_only=True)
         except Exception as err:  # pickle.UnpicklingError

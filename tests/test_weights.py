@@ -488,7 +488,9 @@ def test_checkpoint_of_a_numpy1_stack_loads_without_running_code(tmp_path, capsy
                 'message_hub': {'log_scalars': {'train/loss': HistoryBuffer([np.float64(0.5), 0.25], [1, 1])}},
                 'rng_state': {'numpy': rng}}, path)
     _as_numpy1(path)
+    allowed = set(torch.serialization.get_safe_globals())
     checkpoint = ckpt.read_checkpoint(str(path))
+    assert set(torch.serialization.get_safe_globals()) == allowed  # what import mmpe allowed stays allowed
     torch.testing.assert_close(checkpoint['state_dict']['weight'], weight, rtol=0, atol=0)
     assert checkpoint['meta']['seed'] == 7 and type(checkpoint['meta']['seed']) is np.int64
     assert vars(checkpoint['meta']['args']) == {'lr': 0.1}
