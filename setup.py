@@ -22,7 +22,7 @@ setup(
         'mmdet==3.3.0',
         'mmsegmentation==1.2.2',
         'timm>=1.0.20',
-        'numpy>=2.0',  # numpy._core (mmpe.checkpoint.NUMPY_GLOBALS)
+        'numpy>=2.0',  # numpy._core (mmpe.converters.checkpoint.NUMPY_GLOBALS)
         # mmengine resolves mmdet::/mmseg:: configs through pkg_resources (gone in setuptools 81).
         'setuptools>=77,<81',
         # imported by mmseg without being declared.

@@ -3,6 +3,6 @@
 # Put COCO in data/coco, then
 #   python tools/train.py configs/dino_swin_rope.py
 #   bash tools/dist_train.sh configs/dino_swin_rope.py 8
-# Compute nodes without internet: python tools/fetch_weights.py configs/dino_swin_rope.py on a
+# Compute nodes without internet: python tools/misc/fetch_weights.py configs/dino_swin_rope.py on a
 # login node first (same HF_HOME), then train with HF_HUB_OFFLINE=1.
 _base_ = './dino/dino-4scale_swin-t-rope-mixed_8xb2-12e_coco.py'

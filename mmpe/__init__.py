@@ -1,9 +1,15 @@
-"""mmpe: positional encodings for ViT and Swin backbones in MMDetection and MMSegmentation."""
-from . import compat
+"""mmpe: positional encodings for ViT and Swin backbones in MMDetection and MMSegmentation.
+
+Model code: ``pos_embed`` (the encodings, pure PyTorch), ``models`` (attention, ViT, Swin, SimpleFPN;
+registered in mmdet/mmseg MODELS), ``converters`` (checkpoints by name, layouts). Running:
+``engine`` (compatibility fixes, hooks, launch, pre-flight). Studying: ``analysis``, ``datasets``,
+``evaluation``. docs/design.md section 1 has the layers and which may import which.
+"""
+from .engine import compat
 compat.apply()
 
-from . import pos_embed  # noqa: F401,E402
-from . import hooks, models  # noqa: F401,E402
-from . import checkpoint  # noqa: F401,E402  (registers hf:// and timm:// with mmengine's CheckpointLoader)
+from . import models, pos_embed  # noqa: F401,E402
+from .engine import hooks  # noqa: F401,E402  (registers RandomStateHook)
+from .converters import checkpoint  # noqa: F401,E402  (registers hf:// and timm:// with mmengine's CheckpointLoader)
 
 __version__ = '0.1.0'

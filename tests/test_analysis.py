@@ -1,5 +1,7 @@
-"""PESI metrics, position tables / RoPE kernels and the Three-Cell data against direct
-references, and tools/pesi.py + tools/three_cell.py end to end."""
+"""PESI metrics, position tables / RoPE kernels and the Three-Cell data, accuracies, head and training
+step against direct references, and tools/analysis_tools/pesi.py + tools/analysis_tools/three_cell.py
+end to end."""
+import copy
 import csv
 import math
 import os
@@ -12,12 +14,13 @@ import torch
 import torch.nn.functional as F
 from scipy.stats import spearmanr
 
-from mmpe.analysis import (ape_table, cosine_similarity_map, loope_module, loope_static_table, loope_table, pesi,
-                           pesi_from_similarity, rope_kernel, rope_mixed_freqs, sincos_table, three_cell_images,
-                           three_cell_labels, three_cell_sample)
+from mmpe.analysis import (ThreeCellClassifier, ape_table, cosine_similarity_map, evaluate, group_accuracy,
+                           loope_module, loope_static_table, loope_table, majority_accuracy, pesi, pesi_from_similarity,
+                           raster_order, rope_kernel, rope_mixed_freqs, sincos_table, three_cell_images,
+                           three_cell_labels, three_cell_sample, train_three_cell)
 from mmpe.converters import axial_as_mixed_freqs
 from mmpe.models.vit import PEVisionTransformer
-from mmpe.pos_embed import LOOPEPosEmbed, RoPEAxial, RoPEMixed, SinCosPosEmbed, resize_pos_table
+from mmpe.pos_embed import LOOPEPosEmbed, RoPEAxial, RoPEMixed, SinCosPosEmbed, gilbert_order, resize_pos_table
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -30,7 +33,7 @@ def distance_similarity(h, w, fn):
 
 
 def reference_pesi(sim, num_buckets=60):
-    """DESIGN section 7 written out with loops and scipy.stats.spearmanr."""
+    """docs/design.md section 9 written out with loops and scipy.stats.spearmanr."""
     h, w = sim.shape[:2]
     m_u, m_d, a_su = [], [], []
     for x in range(h):
@@ -171,6 +174,11 @@ def test_tables_from_models_and_checkpoints(tmp_path):
         rope_mixed_freqs(ape)
 
 
+def test_raster_order_is_one_based_row_major():
+    assert raster_order((2, 3)).tolist() == [[1, 2, 3], [4, 5, 6]]
+    assert torch.equal(raster_order((1, 5)), gilbert_order(1, 5))  # one row: the Gilbert curve is the raster
+
+
 def brute_force_labels(coords, grid):
     out = []
     for (xr, yr), (xg, yg), (xb, yb) in coords.tolist():
@@ -217,6 +225,93 @@ def test_three_cell_images():
                 assert torch.equal(block, colour[:, None, None].expand_as(block)), (x, y)
 
 
+# Logits and labels (4 samples, 6 targets) with a hand count of the correct predictions (logit > 0 is 1;
+# a zero logit is 0): per target 3/4, 4/4, 3/4, 3/4, 3/4, 3/4.
+LOGITS = torch.tensor([[2.0, -1.0, 0.5, 1.0, 3.0, -2.0],
+                       [1.0, 0.1, -0.5, 1.0, -1.0, -1.0],
+                       [-1.0, -3.0, -0.2, 4.0, -1.0, 1.0],
+                       [0.3, 0.0, -1.0, -1.0, -2.0, -1.0]])
+LABELS = torch.tensor([[1, 0, 1, 0, 1, 1],
+                       [0, 1, 0, 1, 0, 0],
+                       [0, 0, 1, 1, 0, 1],
+                       [1, 0, 0, 0, 1, 0]], dtype=torch.float32)
+ACCURACY = dict(distance=(3 / 4 + 1) / 2, orientation=3 / 4, area=3 / 4, vector_sum=3 / 4)
+ACCURACY['mean'] = sum(ACCURACY.values()) / 4
+
+
+def test_group_accuracy_and_majority_class_against_hand_counts():
+    assert group_accuracy(LOGITS, LABELS) == pytest.approx(ACCURACY, abs=1e-7)
+    # Majority class per target of these labels: 1, 0, 1, 1, 0, 0 (fractions of ones 2/3, 1/3, 2/3, 2/3, 0, 1/3).
+    labels = torch.tensor([[1, 0, 0, 1, 0, 0], [1, 0, 1, 1, 0, 0], [0, 1, 1, 0, 0, 1]], dtype=torch.float32)
+    chance = dict(distance=2 / 3, orientation=2 / 3, area=(2 / 3 + 1) / 2, vector_sum=2 / 3)
+    assert majority_accuracy(labels) == pytest.approx(dict(chance, mean=sum(chance.values()) / 4), abs=1e-7)
+
+
+class _Lookup(torch.nn.Module):
+    """Logits LOGITS[i] for the image filled with i; records the batch sizes and modes it ran in."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = []
+
+    def forward(self, images):
+        self.calls.append((len(images), self.training))
+        return LOGITS[images[:, 0, 0, 0].long()]
+
+
+def test_evaluate_runs_eval_mode_in_batches():
+    model = _Lookup().train()
+    images = torch.arange(4.0)[:, None, None, None].expand(4, 3, 2, 2)
+    assert evaluate(model, images, LABELS, batch_size=3) == pytest.approx(ACCURACY, abs=1e-7)
+    assert model.calls == [(3, False), (1, False)]
+
+
+class _Maps(torch.nn.Module):
+    """A backbone whose last output map is its input (NCHW)."""
+
+    def forward(self, images):
+        return [images[:, :1], images]
+
+
+def test_three_cell_classifier_is_a_linear_head_on_the_mean_of_the_last_map():
+    torch.manual_seed(0)
+    model = ThreeCellClassifier(_Maps(), embed_dims=3)
+    images = torch.randn(2, 3, 4, 5)
+    want = images.mean((2, 3)) @ model.head.weight.T + model.head.bias
+    torch.testing.assert_close(model(images), want)
+    assert model(images).shape == (2, 6)
+
+
+def test_train_three_cell_step_against_adamw_formula(capsys):
+    """One step (warm-up of one step: the full lr) on the first batch of the seed's sample stream:
+    returns its BCE loss, and moves every parameter by AdamW's first update of the gradient clipped to
+    norm 1, p (1 - lr wd) - lr g / (|g| + eps), with wd = 0 for the encoding table (a 3-D tensor named
+    pos_embed), biases and norms."""
+    grid, cell, batch, lr, wd = 4, 4, 8, 1e-2, 10.0
+    torch.manual_seed(0)
+    model = ThreeCellClassifier(PEVisionTransformer(img_size=16, patch_size=4, embed_dims=16, depth=1, num_heads=2,
+                                                    mlp_ratio=2), 16)
+    reference = copy.deepcopy(model).train()
+    coords, labels = three_cell_sample(batch, grid, seed=5)
+    loss = F.binary_cross_entropy_with_logits(reference(three_cell_images(coords, grid, cell)), labels)
+    loss.backward()
+    grads = {name: p.grad for name, p in reference.named_parameters()}
+    clip = min(1.0, 1.0 / (torch.cat([g.flatten() for g in grads.values()]).norm().item() + 1e-6))
+
+    returned = train_three_cell(model, grid, cell, steps=1, batch_size=batch, lr=lr, weight_decay=wd, seed=5,
+                                log_every=1)
+    assert returned == pytest.approx(loss.item(), abs=1e-6)
+    assert capsys.readouterr().out == f'step 1/1 loss {loss.item():.4f}\n'
+    no_decay = set()
+    for name, p in model.named_parameters():
+        p0, g = reference.get_parameter(name).detach(), grads[name] * clip
+        decay = 0.0 if p0.dim() < 2 or 'pos_embed' in name else wd
+        no_decay |= {name} if not decay else set()
+        torch.testing.assert_close(p.detach(), p0 * (1 - lr * decay) - lr * g / (g.abs() + 1e-8), rtol=0, atol=1e-6,
+                                   msg=name)
+    assert 'backbone.pos_embed.pos_embed' in no_decay and 'head.weight' not in no_decay
+
+
 def run_tool(*args):
     env = dict(os.environ, OMP_NUM_THREADS='1')
     result = subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
@@ -229,9 +324,10 @@ def read_csv(path):
         return list(csv.DictReader(f))
 
 
+@pytest.mark.slow
 def test_tools_end_to_end(tmp_path):
     tc = tmp_path / 'tc'
-    run_tool('tools/three_cell.py', '--quick', '--out', str(tc))
+    run_tool('tools/analysis_tools/three_cell.py', '--quick', '--out', str(tc))
     rows = read_csv(tc / 'three_cell.csv')
     assert [r['encoding'] for r in rows] == ['ape', 'sincos', 'rope_axial', 'rope_mixed', 'loope', 'none',
                                               'majority class']
@@ -242,11 +338,11 @@ def test_tools_end_to_end(tmp_path):
     with open(tc / 'runs.jsonl') as f:
         assert len(f.readlines()) == 12  # 6 encodings x 2 seeds
     # A rerun with the same settings reuses every run.
-    assert 'seed 0:' not in run_tool('tools/three_cell.py', '--quick', '--out', str(tc), '--encodings', 'ape')
+    assert 'seed 0:' not in run_tool('tools/analysis_tools/three_cell.py', '--quick', '--out', str(tc), '--encodings', 'ape')
 
     out = tmp_path / 'pesi'
     ckpt = tc / 'checkpoints'
-    run_tool('tools/pesi.py', '--grids', '6x6', '4x7', '--embed-dims', '32', '--num-heads', '4', '--depth', '2',
+    run_tool('tools/analysis_tools/pesi.py', '--grids', '6x6', '4x7', '--embed-dims', '32', '--num-heads', '4', '--depth', '2',
              '--checkpoint', f'q_ape={ckpt / "ape_seed0.pth"}',
              '--checkpoint', f'q_mixed={ckpt / "rope_mixed_seed0.pth"}',
              '--checkpoint', f'q_loope={ckpt / "loope_seed1.pth"}', '--out', str(out))

@@ -1,7 +1,15 @@
-"""The benchmark helpers measure what they claim: peak memory of one step, not of set-up."""
+"""The benchmark helpers measure what they claim: peak memory of one step, not of set-up; resident
+memory as the kernel counts it; the benchmark backbones and report tables as documented."""
+import csv
+import os
+
+import pytest
 import torch
 
-from mmpe.benchmark import cpu_peak_memory_mb, time_interleaved
+from mmpe.analysis.benchmark import (cpu_peak_memory_mb, cuda_peak_memory_mb, report, small_backbone, status_mb,
+                                     time_interleaved)
+from mmpe.models import PESwinTransformer, PEVisionTransformer
+from mmpe.pos_embed import LearnedPosEmbed, RoPEAxial, RoPEMixed
 
 
 def allocating_step(step_mb: int, setup_mb: int):
@@ -36,3 +44,57 @@ def test_time_interleaved_runs_every_case():
     times = time_interleaved({'a': case('a'), 'b': case('b')}, warmup=1, repeats=3)
     assert calls == {'a': 4, 'b': 4}
     assert set(times) == {'a', 'b'} and all(t >= 0 for t in times.values())
+
+
+def test_status_mb_follows_resident_memory():
+    """VmRSS agrees with the resident pages of /proc/self/statm and grows by a touched allocation
+    (64 MiB: above glibc's mmap threshold, fresh pages); the high-water mark VmHWM is at least VmRSS."""
+    with open('/proc/self/statm') as f:
+        statm = int(f.read().split()[1]) * os.sysconf('SC_PAGE_SIZE') / 2 ** 20
+    before = status_mb('VmRSS')
+    assert abs(before - statm) < 4, (before, statm)
+    buffer = torch.ones(64 * 2 ** 18)  # float32
+    grown = status_mb('VmRSS') - before
+    assert 60 < grown < 70, grown
+    assert status_mb('VmHWM') >= status_mb('VmRSS') > 0
+    del buffer
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='CUDA only: torch sees no GPU on this machine')
+def test_cuda_peak_memory_counts_the_step_only():
+    held = torch.ones(32 * 2 ** 18, device='cuda')  # 32 MiB held before the step: not counted
+
+    def step():
+        buffer = torch.ones(16 * 2 ** 18, device='cuda')  # a 16 MiB transient
+        assert buffer[-1] == held[-1]
+
+    assert 15.9 < cuda_peak_memory_mb(step) < 17
+
+
+@pytest.mark.parametrize('name, cls, encoding, count, shapes', [
+    ('vit-rope_mixed', PEVisionTransformer, RoPEMixed, 2, [(1, 64, 4, 6)]),  # ViT-16, 2 blocks, 64 wide
+    ('vit-ape', PEVisionTransformer, LearnedPosEmbed, 1, [(1, 64, 4, 6)]),
+    ('swin-rope_axial', PESwinTransformer, RoPEAxial, 5,  # depths 1, 2, 1, 1 from 32 wide
+     [(1, 32, 16, 24), (1, 64, 8, 12), (1, 128, 4, 6), (1, 256, 2, 3)]),
+])
+def test_small_backbone_is_the_documented_model(name, cls, encoding, count, shapes):
+    model = small_backbone(name).eval()
+    assert type(model) is cls
+    assert sum(isinstance(m, encoding) for m in model.modules()) == count
+    with torch.no_grad():
+        assert [tuple(out.shape) for out in model(torch.randn(1, 3, 64, 96))] == shapes
+
+
+def test_report_adds_ratios_and_writes_table_and_plot(tmp_path, capsys):
+    rows = [dict(case='eager', ms=2.0), dict(case='compiled', ms=1.5), dict(case='other', ms=3.0)]
+    markdown = report(rows, lambda row: rows[0] if row['case'] != 'other' else None, 'ms', str(tmp_path / 'speed'),
+                      'Speed')
+    assert [row['ratio'] for row in rows] == [1.0, 0.75, '']
+    assert markdown == ('### Speed\n\n| case | ms | ratio |\n|---|---|---|\n| eager | 2 | 1 |\n'
+                        '| compiled | 1.5 | 0.75 |\n| other | 3 |  |\n')
+    assert capsys.readouterr().out == markdown + '\n'
+    assert (tmp_path / 'speed.md').read_text() == markdown
+    with open(tmp_path / 'speed.csv', newline='') as f:
+        assert list(csv.reader(f)) == [['case', 'ms', 'ratio'], ['eager', '2.0', '1.0'], ['compiled', '1.5', '0.75'],
+                                       ['other', '3.0', '']]
+    assert (tmp_path / 'speed.png').read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'

@@ -153,11 +153,12 @@ def test_swin_blocks_share_masks_and_coordinates():
     assert rope_coords((4, 4), 0, torch.device('cpu')) is rope_coords((4, 4), 0, torch.device('cpu'))
 
 
+@pytest.mark.slow
 def test_memory_soak_stays_within_cache_bounds(tmp_path):
-    """tools/memory_soak.py over more distinct shapes than any cache holds (a shortened run; the
+    """tools/analysis_tools/memory_soak.py over more distinct shapes than any cache holds (a shortened run; the
     2000-shape figures are in the README)."""
     models = ['vit-rope_axial', 'vit-loope', 'swin-rope_mixed']
-    subprocess.run([sys.executable, 'tools/memory_soak.py', '--shapes', '80', '--warmup', '20',
+    subprocess.run([sys.executable, 'tools/analysis_tools/memory_soak.py', '--shapes', '80', '--warmup', '20',
                     '--models', *models, '--out', str(tmp_path)], cwd=ROOT, check=True, capture_output=True)
     with open(tmp_path / 'memory_soak.csv') as f:
         rows = list(csv.DictReader(f))

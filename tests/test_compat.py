@@ -1,4 +1,4 @@
-"""mmpe.compat: mmcv's deformable attention without CUDA kernels, AmpOptimWrapper on CPU, each fix
+"""mmpe.engine.compat: mmcv's deformable attention without CUDA kernels, AmpOptimWrapper on CPU, each fix
 only where its defect exists, mmpe without mmcv's compiled ops."""
 import os
 import subprocess
@@ -12,7 +12,7 @@ import torch
 from mmcv.ops import MultiScaleDeformableAttention
 from mmcv.ops import multi_scale_deform_attn as msda
 
-from mmpe import compat
+from mmpe.engine import compat
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -173,7 +173,7 @@ def test_no_fix_where_its_defect_is_absent():
                     [g for g in torch.serialization.get_safe_globals() if not repr(g).startswith("<class 'torch.")])
         before = state()
         import mmpe
-        from mmpe import compat
+        from mmpe.engine import compat
         assert state() == before, (before, state())
         print('applied:', compat.APPLIED)
     ''', TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD='1')
@@ -197,7 +197,7 @@ def test_pos_embed_and_backbones_import_without_mmcv_compiled_ops():
         from mmpe.models import PESwinTransformer
         swin = PESwinTransformer(embed_dims=32, depths=(1, 1), num_heads=(2, 4), strides=(4, 2), out_indices=(1,))
         print(tuple(swin(torch.randn(1, 3, 64, 96))[0].shape))
-        from mmpe import compat
+        from mmpe.engine import compat
         print('applied:', compat.APPLIED)
         try:
             import mmcv.ops

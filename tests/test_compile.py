@@ -7,6 +7,8 @@ from mmpe.models import PESwinTransformer, PEVisionTransformer
 from mmpe.models.attention import PosAttention
 from mmpe.pos_embed import RoPEMixed
 
+pytestmark = pytest.mark.slow  # compilation / subprocess tools / multi-process runs
+
 
 def tiny_vit(encoding):
     return PEVisionTransformer(img_size=64, patch_size=16, embed_dims=32, depth=2, num_heads=2,

@@ -13,8 +13,8 @@ from mmengine.optim import build_optim_wrapper
 from mmengine.registry import DefaultScope
 
 import mmpe  # noqa: F401
-from mmpe.checkpoint import parse_hf, timm_source
-from mmpe.preflight import config_checkpoints
+from mmpe.converters.checkpoint import parse_hf, timm_source
+from mmpe.engine.preflight import config_checkpoints
 from mmpe.testing import build_model, det_batch, finite_losses, seg_batch, train_step
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -48,6 +48,7 @@ def test_every_config_is_collected():
     assert len(COMPARISON) == 19
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('path', CONFIGS)
 def test_config_builds_and_trains_one_step(path):
     cfg = load(path)

@@ -35,6 +35,8 @@ from torch.nn.parallel import DistributedDataParallel
 
 from mmpe.models import PESwinTransformer, PEVisionTransformer
 
+pytestmark = pytest.mark.slow  # compilation / subprocess tools / multi-process runs
+
 STEPS = 3
 # float32, weights of order 1 that move by 1e-4 to 1e-2 in these steps. Measured max abs difference
 # DDP vs one process: <= 4e-7, Swin LOOPE 1.5e-6 (LOOPE takes sin/cos of patch orders up to N = 384,

@@ -1,5 +1,5 @@
 """Backbones on each device (``device`` fixture: CPU, and CUDA where a GPU is present) and under
-autocast, and one mixed-precision training step of DINO and UperNet through tools/smoke_train.py
+autocast, and one mixed-precision training step of DINO and UperNet through tools/misc/smoke_train.py
 (bfloat16 on CPU; tools/check_gpu.sh runs every encoding in float16 on CUDA)."""
 import os
 import subprocess
@@ -10,10 +10,9 @@ import torch
 from torch import nn
 
 from mmpe.models import PESwinTransformer, PEVisionTransformer
+from mmpe.pos_embed import BACKBONE_ENCODINGS
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-VIT_ENCODINGS = ['ape', 'sincos', 'rope_axial', 'rope_mixed', 'loope', 'none']
-SWIN_ENCODINGS = ['rpb', 'rope_axial', 'rope_mixed', 'ape', 'sincos', 'loope', 'none']
 # Autocast against float32: ||out - ref|| / ||ref|| per output map. Measured on CPU for the cases of
 # test_autocast_forward_matches_float32: float16 at most 9.1e-4, bfloat16 at most 7.5e-3 (float16
 # keeps 11 significant bits, bfloat16 8); the bounds leave about 3x.
@@ -47,7 +46,7 @@ def forward_backward(model: nn.Module, x: torch.Tensor):
 
 
 @pytest.mark.parametrize('backbone, encoding',
-                         [('vit', e) for e in VIT_ENCODINGS] + [('swin', e) for e in SWIN_ENCODINGS])
+                         [(backbone, e) for backbone in ('vit', 'swin') for e in BACKBONE_ENCODINGS[backbone]])
 def test_forward_backward_on_device(device, backbone, encoding):
     """On ``device``: output maps of the right size on that device, a finite gradient for every
     parameter, and, twice at two sizes (cached tables), the CPU model's outputs and gradients."""
@@ -87,10 +86,11 @@ def test_autocast_forward_matches_float32(device, dtype, backbone, encoding):
         assert error < AUTOCAST_TOLERANCE[dtype], f'{dtype} relative error {error:.2e}'
 
 
+@pytest.mark.slow
 def test_amp_training_steps(device):
     """One AmpOptimWrapper step (what tools/train.py --amp runs) of DINO and UperNet, Swin and ViT."""
     dtype = 'bfloat16' if device.type == 'cpu' else 'float16'
-    proc = subprocess.run([sys.executable, 'tools/smoke_train.py', '--device', device.type, '--dtype', dtype,
+    proc = subprocess.run([sys.executable, 'tools/misc/smoke_train.py', '--device', device.type, '--dtype', dtype,
                            '--encodings', 'rope_mixed'], cwd=ROOT, capture_output=True, text=True, timeout=600,
                           env=dict(os.environ, OMP_NUM_THREADS='1'))
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]

@@ -1,5 +1,5 @@
 """gilbert_order against a transcription of Jakub Červený's recursive gilbert2d, and the curve properties of
-DESIGN section 3 (LOOPE X_G)."""
+docs/design.md section 3 (LOOPE X_G)."""
 import pytest
 import torch
 

@@ -1,4 +1,4 @@
-"""Tests of mmpe.pos_embed against direct formulas (DESIGN.md sections 2-3), timm and torch.
+"""Tests of mmpe.pos_embed against direct formulas (docs/design.md sections 2-3), timm and torch.
 
 References are written here from the definitions, in float64 where it helps:
 - RoPE: channel pairs (2i, 2i+1) as complex numbers multiplied by torch.polar(1, angle),
@@ -14,8 +14,8 @@ import torch.nn.functional as F
 from timm.layers.pos_embed_sincos import RotaryEmbeddingCat, RotaryEmbeddingMixed, apply_rot_embed_cat
 from timm.models.swin_transformer import get_relative_position_index
 
-from mmpe.pos_embed import (ENCODINGS, LearnedPosEmbed, LOOPEPosEmbed, RelativePositionBias, RoPEAxial, RoPEMixed,
-                            SinCosPosEmbed, build_pos_embed, gilbert_order)
+from mmpe.pos_embed import (ENCODINGS, AttentionPosEmbed, LearnedPosEmbed, LOOPEPosEmbed, RelativePositionBias,
+                            RoPEAxial, RoPEMixed, SinCosPosEmbed, TokenPosEmbed, build_pos_embed, gilbert_order)
 
 # ----------------------------------------------------------------------------- references
 
@@ -119,7 +119,7 @@ def test_rope_preserves_norms_and_prefix_tokens(kind):
 @pytest.mark.parametrize('kind', ROPE_KINDS)
 @pytest.mark.parametrize('hw', [(5, 9), (9, 5), (1, 6), (3, 3)])
 def test_rope_matches_polar_reference(kind, hw):
-    """Stacked q/k (2, B, h, P+N, d) rotated as complex numbers by the angles of DESIGN section 3."""
+    """Stacked q/k (2, B, h, P+N, d) rotated as complex numbers by the angles of docs/design.md section 3."""
     heads, d, num_prefix = 3, 16, 1
     rope = rope_module(kind, heads, d)
     qk = torch.randn(2, 2, heads, num_prefix + hw[0] * hw[1], d)
@@ -491,6 +491,21 @@ def test_builder_builds_both_roles(cfg, token_cls, attention_cls):
     if isinstance(attention, RelativePositionBias):
         assert attention.window_size == (3, 5)
         assert attention.relative_position_bias_table.shape == (5 * 9, 4)
+
+
+def test_built_encodings_implement_their_roles_base_class():
+    """What the builder returns for each role implements that role's interface (base.py); the token base
+    has no encoding of its own to add, the attention base leaves q and k unchanged and adds no bias."""
+    for cfg, _, _ in BUILT:
+        token = build_pos_embed(cfg, 'token', **CONTEXT)
+        attention = build_pos_embed(cfg, 'attention', **CONTEXT)
+        assert token is None or isinstance(token, TokenPosEmbed), cfg
+        assert attention is None or isinstance(attention, AttentionPosEmbed), cfg
+    with pytest.raises(NotImplementedError):
+        TokenPosEmbed()(torch.zeros(1, 5, 8), (2, 2))
+    qk = torch.randn(2, 1, 2, 5, 8)
+    base = AttentionPosEmbed()
+    assert base.rotate(qk, (2, 2), num_prefix_tokens=1) is qk and base.bias((2, 2)) is None
 
 
 def test_builder_theta():

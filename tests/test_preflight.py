@@ -1,5 +1,7 @@
 """Pre-flight checks before the Runner: missing datasets, annotation files and checkpoints
-(files, and named ones offline) are reported in one message with exit code 2."""
+(files, and named ones offline) are reported in one message with exit code 2; the options, config
+and Runner that tools/train.py and tools/test.py share (mmpe.engine.launch)."""
+import argparse
 import importlib
 import json
 import os
@@ -12,7 +14,8 @@ import pytest
 import torch
 from mmengine.config import Config
 
-from mmpe import preflight
+from mmpe.engine import preflight
+from mmpe.engine.launch import add_common_args, build_runner, load_config
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / 'configs/demo/dino_swin-rope-mixed_synthetic.py'
@@ -82,7 +85,7 @@ def test_complete_inputs_pass_and_each_missing_one_is_reported(tmp_path, offline
     offline = missing['checkpoint to load (load_from) hf://someone/detector/iter_100.pth, not in the local cache '
                       'and HF_HUB_OFFLINE=1']
     assert offline.where == str(offline_hub / 'models--someone--detector')
-    assert offline.how.endswith('python tools/fetch_weights.py hf://someone/detector/iter_100.pth')
+    assert offline.how.endswith('python tools/misc/fetch_weights.py hf://someone/detector/iter_100.pth')
 
 
 def test_named_checkpoints_in_the_cache_pass(tmp_path, offline_hub):
@@ -90,12 +93,34 @@ def test_named_checkpoints_in_the_cache_pass(tmp_path, offline_hub):
     name = 'hf://naver-ai/swin_rope_mixed_tiny_patch4_window7_224'
     cfg.model.backbone.init_cfg = dict(type='Pretrained', checkpoint=name)
     [missing] = preflight.check(cfg, str(DEMO), 'train')
-    assert missing.how.endswith(f'python tools/fetch_weights.py {DEMO}')
+    assert missing.how.endswith(f'python tools/misc/fetch_weights.py {DEMO}')
     _cache(offline_hub, 'naver-ai/swin_rope_mixed_tiny_patch4_window7_224', 'pytorch_model.bin')
     assert preflight.check(cfg, str(DEMO), 'train') == []
     cfg.model.backbone.init_cfg.checkpoint = 'timm://no_such_model'
     [missing] = preflight.check(cfg, str(DEMO), 'train')
     assert "timm has no pretrained weights named 'no_such_model'" in missing.how
+
+
+def test_run_prints_one_message_and_exits_2(tmp_path, offline_hub, capsys):
+    """In process (what tools/train.py runs before building the Runner): nothing printed when every
+    input is there; otherwise one message on stderr, each missing input as what: where, then how."""
+    root = tmp_path / 'det'
+    cfg = _demo_config(root)
+    preflight.run(cfg, str(DEMO), 'train')
+    assert capsys.readouterr() == ('', '')
+    (root / 'annotations' / 'instances_val.json').unlink()
+    with pytest.raises(SystemExit) as exit_info:
+        preflight.run(cfg, str(DEMO), 'train')
+    assert exit_info.value.code == 2
+    out, err = capsys.readouterr()
+    where = f'{root}/annotations/instances_val.json: No such file or directory'
+    assert out == '' and err.splitlines() == [
+        f'{DEMO}: cannot start, 2 input(s) missing (nothing was run):',
+        f'  - CocoDataset annotation file of val_dataloader (ann_file): {where}',
+        f'    get {preflight.DATA_SOURCES["CocoDataset"]}, or point the config at your copy: '
+        '--cfg-options val_dataloader.dataset.data_root=DIR/',
+        f'  - annotation file of val_evaluator (CocoMetric ann_file): {where}',
+        '    set val_evaluator.ann_file to the annotation file of the evaluated split']
 
 
 def test_test_phase_reads_only_the_checkpoint_it_tests(tmp_path, offline_hub):
@@ -121,12 +146,12 @@ def test_config_checkpoints_finds_init_cfg_and_pretrained():
 
 
 def test_fetch_weights_reports_each_checkpoint(offline_hub, monkeypatch, capsys):
-    """tools/fetch_weights.py takes configs and names; offline, a cached file is reported where it
+    """tools/misc/fetch_weights.py takes configs and names; offline, a cached file is reported where it
     is, a missing one fails with the not-cached error (exit code 1)."""
     path = _cache(offline_hub, 'naver-ai/swin_rope_mixed_tiny_patch4_window7_224', 'pytorch_model.bin')
     monkeypatch.setattr(sys, 'argv', ['fetch_weights.py', str(FLAGSHIP), 'hf://nobody/missing'])
     with pytest.raises(SystemExit) as exit_info:
-        runpy.run_path(str(ROOT / 'tools/fetch_weights.py'), run_name='__main__')
+        runpy.run_path(str(ROOT / 'tools/misc/fetch_weights.py'), run_name='__main__')
     assert exit_info.value.code == 1
     out, err = capsys.readouterr()
     assert out == f'hf://naver-ai/swin_rope_mixed_tiny_patch4_window7_224 -> {path}\n'
@@ -134,6 +159,7 @@ def test_fetch_weights_reports_each_checkpoint(offline_hub, monkeypatch, capsys)
                           'HF_HUB_OFFLINE=1) is not in the local cache')
 
 
+@pytest.mark.slow
 def test_train_tool_without_coco_and_weights_exits_2_with_one_message(tmp_path):
     """The flagship on a machine without COCO and with an empty, offline weight cache."""
     env = dict(os.environ, HF_HOME=str(tmp_path / 'hf'), HF_HUB_OFFLINE='1', PYTHONPATH=str(ROOT),
@@ -150,5 +176,58 @@ def test_train_tool_without_coco_and_weights_exits_2_with_one_message(tmp_path):
     assert f'annotation file of val_evaluator (CocoMetric ann_file): {tmp_path}/data/coco/annotations/' in err
     assert ('pretrained checkpoint hf://naver-ai/swin_rope_mixed_tiny_patch4_window7_224, not in the local cache and '
             f'HF_HUB_OFFLINE=1: {tmp_path}/hf/hub/models--naver-ai--swin_rope_mixed_tiny_patch4_window7_224') in err
-    assert f'python tools/fetch_weights.py {FLAGSHIP}' in err
+    assert f'python tools/misc/fetch_weights.py {FLAGSHIP}' in err
     assert 'Traceback' not in err and not (tmp_path / 'work').exists()
+
+
+# ----------------------------------------------------------------------------- launch
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser()
+    parser.add_argument('config')
+    add_common_args(parser)
+    return parser
+
+
+def test_common_options_apply_to_the_config(tmp_path, monkeypatch, capsys):
+    config = tmp_path / 'tiny_run.py'
+    config.write_text("model = dict(type='PEVisionTransformer', depth=2)\ntrain_cfg = dict(max_iters=10)\n")
+    monkeypatch.setenv('LOCAL_RANK', '')
+    monkeypatch.delenv('LOCAL_RANK')  # unset here; monkeypatch restores it after the test
+    args = _parser().parse_args([str(config), '--cfg-options', 'train_cfg.max_iters=3', 'model.depth=1',
+                                 '--launcher', 'pytorch', '--local-rank', '1'])
+    cfg = load_config(args)
+    assert cfg.model == dict(type='PEVisionTransformer', depth=1) and cfg.train_cfg.max_iters == 3
+    assert cfg.launcher == 'pytorch' and os.environ['LOCAL_RANK'] == '1'
+    assert cfg.work_dir == './work_dirs/tiny_run'  # no --work-dir, none in the config
+    args = _parser().parse_args([str(config), '--local_rank', '0', '--work-dir', str(tmp_path / 'work')])
+    cfg = load_config(args)
+    assert cfg.work_dir == str(tmp_path / 'work') and cfg.launcher == 'none' and cfg.train_cfg.max_iters == 10
+    assert os.environ['LOCAL_RANK'] == '1'  # torchrun's value is kept
+    config.write_text("model = dict(type='PEVisionTransformer')\nwork_dir = 'runs/mine'\n")
+    assert load_config(_parser().parse_args([str(config)])).work_dir == 'runs/mine'
+    with pytest.raises(SystemExit):
+        _parser().parse_args([str(config), '--launcher', 'ssh'])
+    assert "argument --launcher: invalid choice: 'ssh'" in capsys.readouterr().err
+
+
+def test_build_runner_builds_mmengines_runner_or_the_configs_own(tmp_path):
+    from mmengine.registry import RUNNERS
+    from mmengine.runner import Runner
+
+    from mmpe.models import PEVisionTransformer
+
+    class CustomRunner(Runner):
+        pass
+    RUNNERS.register_module(name='PreflightTestRunner', module=CustomRunner, force=True)
+    config = tmp_path / 'vit.py'
+    config.write_text("default_scope = 'mmseg'\n"
+                      "model = dict(type='PEVisionTransformer', img_size=32, patch_size=8, embed_dims=16, depth=2, "
+                      "num_heads=2)\n")
+    cfg = load_config(_parser().parse_args([str(config), '--work-dir', str(tmp_path / 'work'),
+                                            '--cfg-options', 'model.depth=1']))
+    runner = build_runner(cfg)
+    assert type(runner) is Runner and runner.work_dir == str(tmp_path / 'work')
+    assert type(runner.model) is PEVisionTransformer and len(runner.model.blocks) == 1  # the config's scope
+    cfg.runner_type = 'PreflightTestRunner'
+    assert type(build_runner(cfg)) is CustomRunner

@@ -1,5 +1,5 @@
 """RoPE coordinate modes of the ViT (coords='index' | 'interpolate') and the train-time coordinate
-augmentation (coord_aug), against references written here from DESIGN.md section 2:
+augmentation (coord_aug), against references written here from docs/design.md section 2:
 - rotations: channel pairs as complex numbers times torch.polar(1, angle), float64, with angles of
   axial (x mag_k, y mag_k) or mixed (fx x + fy y) RoPE at the given coordinates;
 - 'interpolate': x' = (x + 0.5) W_ref / W - 0.5, y' = (y + 0.5) H_ref / H - 0.5;
@@ -34,7 +34,7 @@ def interpolated_xy(hw, ref):
 
 
 def reference_angles(rope, x, y):
-    """(h or 1, N, d/2) float64 angles of DESIGN section 3 at coordinates x, y (N,)."""
+    """(h or 1, N, d/2) float64 angles of docs/design.md section 3 at coordinates x, y (N,)."""
     if isinstance(rope, RoPEAxial):
         mag = rope.theta ** (-4 * torch.arange(rope.head_dim // 4, dtype=torch.float64) / rope.head_dim)
         return torch.cat([x[:, None] * mag, y[:, None] * mag], dim=1)[None]

@@ -13,14 +13,14 @@ import torch.nn.functional as F
 
 from mmpe.converters import convert_microsoft_swin
 from mmpe.models import PESwinTransformer
-from mmpe.pos_embed import RelativePositionBias, RoPEAxial, relative_position_index
+from mmpe.pos_embed import BACKBONE_ENCODINGS, RelativePositionBias, RoPEAxial, relative_position_index
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(__file__).resolve().parent / 'data'
 SMALL = dict(embed_dims=32, depths=(2, 2, 2, 2), num_heads=(2, 4, 8, 16), window_size=7, drop_path_rate=0.0)
 SWIN_T = dict(embed_dims=96, depths=(2, 2, 6, 2), num_heads=(3, 6, 12, 24), window_size=7, drop_path_rate=0.0)
 SIZES = [(224, 224), (200, 312), (97, 131)]
-ENCODINGS = ['rpb', 'rope_axial', 'rope_mixed', 'ape', 'sincos', 'loope', 'none']
+ENCODINGS = BACKBONE_ENCODINGS['swin']
 OUT_NORMS = {f'norm{i}.{p}' for i in range(4) for p in ('weight', 'bias')}
 
 
@@ -485,11 +485,12 @@ def test_converter_rejects_checkpoints_that_do_not_fit():
         convert_microsoft_swin(mixed, dict(type='rope_mixed'))
 
 
+@pytest.mark.slow
 def test_convert_swin_command_line(tmp_path):
     src, dst = tmp_path / 'authors.pth', tmp_path / 'converted.pth'
     state_dict = _authors_checkpoint('mixed')
     torch.save({'model': state_dict}, src)
-    subprocess.run([sys.executable, str(ROOT / 'tools' / 'convert_swin.py'), str(src), str(dst),
+    subprocess.run([sys.executable, str(ROOT / 'tools' / 'model_converters' / 'convert_swin.py'), str(src), str(dst),
                     '--pos-embed', 'rope_mixed'], check=True, cwd=ROOT)
     model = PESwinTransformer(**SWIN_T, pos_embed=dict(type='rope_mixed'),
                               init_cfg=dict(type='Pretrained', checkpoint=str(dst)))

@@ -11,6 +11,8 @@ import torch
 
 from mmpe.datasets import generate_detection_set, generate_segmentation_set
 
+pytestmark = pytest.mark.slow  # compilation / subprocess tools / multi-process runs
+
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 DET = 'configs/demo/dino_swin-rope-mixed_synthetic.py'
 SEG = 'configs/demo/upernet_swin-rope-mixed_synthetic.py'

@@ -104,7 +104,7 @@ def assert_matches_timm(model, timm_model, sizes):
 
 @pytest.fixture
 def timm_plain_bicubic(monkeypatch):
-    """timm resizes APE tables with antialias=True (PIL-style bicubic, a=-0.5); DESIGN and the
+    """timm resizes APE tables with antialias=True (PIL-style bicubic, a=-0.5); docs/design.md and the
     RoPE-ViT authors' code use plain bicubic (a=-0.75). Compare with timm switched to the latter."""
     import timm.models.eva as eva
     import timm.models.vision_transformer as vision_transformer
@@ -113,6 +113,7 @@ def timm_plain_bicubic(monkeypatch):
                             functools.partial(module.resample_abs_pos_embed, antialias=False))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('name,pos_embed,sizes', TIMM_CASES, ids=[c[0] for c in TIMM_CASES])
 def test_equals_timm(name, pos_embed, sizes, timm_plain_bicubic):
     """Final-block tokens (after the final norm) equal timm's at 224 and at a non-square size."""
@@ -160,6 +161,7 @@ def test_layout_detection_and_rope_vit_authors_freqs():
         convert_timm_vit(authors)
 
 
+@pytest.mark.slow
 def test_pretrained_init_cfg_and_cli(tmp_path, monkeypatch, timm_plain_bicubic):
     """init_cfg Pretrained on a timm .safetensors (converted on the fly, APE table resized to the
     model's reference grid) and on the CLI's output equals timm; key problems are logged."""
@@ -181,7 +183,7 @@ def test_pretrained_init_cfg_and_cli(tmp_path, monkeypatch, timm_plain_bicubic):
 
     dst = str(tmp_path / 'mmpe.pth')
     env = dict(os.environ, PYTHONPATH=ROOT)
-    subprocess.run([sys.executable, os.path.join(ROOT, 'tools/convert_timm_vit.py'), src, dst], check=True, env=env,
+    subprocess.run([sys.executable, os.path.join(ROOT, 'tools/model_converters/convert_timm_vit.py'), src, dst], check=True, env=env,
                    capture_output=True)
     model = vit_small(dict(type='rope_mixed', with_ape=True), init_cfg=dict(type='Pretrained', checkpoint=dst)).eval()
     model.init_weights()

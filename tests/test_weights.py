@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from mmengine.logging import MMLogger
 from mmengine.runner import CheckpointLoader, load_checkpoint
 
-from mmpe import checkpoint as ckpt
+from mmpe.converters import checkpoint as ckpt
 from mmpe.converters import (SWIN_LAYOUTS, VIT_LAYOUTS, convert_microsoft_swin, describe_state_dict, swin_layout,
                              timm_vit_layout)
 from mmpe.models import PESwinTransformer, PEVisionTransformer
@@ -237,6 +237,20 @@ def test_timm_scheme_and_load_from(hub, checkpoints):
         torch.testing.assert_close(value, expected[key], rtol=0, atol=0)
 
 
+def test_checkpoint_loader_reads_timm_names(hub, checkpoints):
+    """mmengine's CheckpointLoader (load_from, tools/test.py) gives the file timm:// stands for as it was
+    written (timm's Eva layout, unconverted), on the CPU without a map_location."""
+    expected = checkpoints['timm_eva'][0]
+    for kwargs in ({}, dict(map_location='cpu')):
+        state = CheckpointLoader.load_checkpoint('timm://vit_small_patch16_rope_mixed_224.naver_in1k', **kwargs)
+        assert state.keys() == expected.keys() and 'rope.freqs' in state
+        for key, value in expected.items():
+            assert state[key].device.type == 'cpu'
+            torch.testing.assert_close(state[key], value, rtol=0, atol=0, msg=key)
+    with pytest.raises(ckpt.CheckpointNotCachedError, match='repo timm/vit_base_patch16_rope_224.naver_in1k'):
+        CheckpointLoader.load_checkpoint('timm://vit_base_patch16_rope_224.naver_in1k')
+
+
 # ------------------------------------------------------------------------------- timm Swin-T
 TIMM_SWIN_T = 'swin_tiny_patch4_window7_224'
 # 224: timm leaves the last stage's 7x7 map (one window) unshifted; 224x448: its 7x14 map shifts along
@@ -330,7 +344,7 @@ def test_offline_miss_fails_at_once_naming_repo_cache_and_command(hub):
         message = str(err.value)
         assert f'repo {repo}' in message and 'HF_HUB_OFFLINE=1' in message
         assert str(hub / 'hub' / ('models--' + repo.replace('/', '--'))) in message
-        assert f'python tools/fetch_weights.py {name}' in message
+        assert f'python tools/misc/fetch_weights.py {name}' in message
         assert elapsed < 5, f'{name}: the offline miss took {elapsed:.1f} s'
     url = 'https://example.org/weights/swin.pth'
     with pytest.raises(ckpt.CheckpointNotCachedError, match=r'looked in .*checkpoints/swin\.pth.*fetch_weights'):

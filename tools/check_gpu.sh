@@ -7,7 +7,7 @@
 # 2. the test suite (tests taking the `device` fixture also run on CUDA; tests/test_compat.py
 #    compares mmcv's CUDA deformable-attention kernel with its PyTorch path)
 # 3. one AMP training step (float16, then bfloat16) of DINO and UperNet, Swin and ViT, every
-#    encoding (tools/smoke_train.py)
+#    encoding (tools/misc/smoke_train.py)
 # 4. tools/train.py --amp (AmpOptimWrapper through the Runner) on the synthetic demo sets, 2 iterations each
 # 5. tools/dist_train.sh with 2 GPUs (nccl), 2 iterations, when 2 GPUs are visible
 # 6. the speed / memory benchmarks on CUDA (ViT-B 1024 px, Swin-T 800x1333, RoPE rotation)
@@ -44,13 +44,13 @@ if [ "$GPUS" -eq 0 ]; then
   done
 else
   step tests "$PY" -m pytest -q -rs tests
-  step smoke_fp16 "$PY" tools/smoke_train.py --device cuda --dtype float16
+  step smoke_fp16 "$PY" tools/misc/smoke_train.py --device cuda --dtype float16
   if "$PY" -c "import torch, sys; sys.exit(not torch.cuda.is_bf16_supported())"; then
-    step smoke_bf16 "$PY" tools/smoke_train.py --device cuda --dtype bfloat16
+    step smoke_bf16 "$PY" tools/misc/smoke_train.py --device cuda --dtype bfloat16
   else
     skip smoke_bf16 'this GPU has no bfloat16'
   fi
-  step synthetic_data "$PY" tools/make_synthetic_data.py --out "$OUT/data" --num-train 8 --num-val 4
+  step synthetic_data "$PY" tools/misc/make_synthetic_data.py --out "$OUT/data" --num-train 8 --num-val 4
   export MMPE_SYNTHETIC_DET=$OUT/data/det/ MMPE_SYNTHETIC_SEG=$OUT/data/seg/
   step train_amp_dino "$PY" tools/train.py configs/demo/dino_swin-rope-mixed_synthetic.py --amp \
     --work-dir "$OUT/train_amp_dino" --cfg-options "${SHORT[@]}"
@@ -62,9 +62,9 @@ else
   else
     skip dist_train_2gpu "$GPUS GPU visible, needs 2"
   fi
-  step benchmark_vit "$PY" tools/benchmark_vit.py --device cuda --out "$OUT/benchmark_vit"
-  step benchmark_swin "$PY" tools/benchmark_swin.py --device cuda --out-dir "$OUT/benchmark_swin"
-  step benchmark_rope "$PY" tools/benchmark_rope.py --device cuda --out "$OUT/benchmark_rope"
+  step benchmark_vit "$PY" tools/analysis_tools/benchmark_vit.py --device cuda --out "$OUT/benchmark_vit"
+  step benchmark_swin "$PY" tools/analysis_tools/benchmark_swin.py --device cuda --out-dir "$OUT/benchmark_swin"
+  step benchmark_rope "$PY" tools/analysis_tools/benchmark_rope.py --device cuda --out "$OUT/benchmark_rope"
 fi
 
 echo "== check_gpu summary ($GPUS GPU(s))"

@@ -9,7 +9,7 @@ PY=.venv/bin/python
 CONFIG=configs/demo/dino_swin-rope-mixed_synthetic.py
 WORK_DIR=work_dirs/demo_dino_swin_rope_mixed
 if [ ! -f data/synthetic/det/annotations/instances_val.json ]; then
-  "$PY" tools/make_synthetic_data.py --out data/synthetic
+  "$PY" tools/misc/make_synthetic_data.py --out data/synthetic
 fi
 "$PY" tools/train.py "$CONFIG" --work-dir "$WORK_DIR"
 "$PY" tools/test.py "$CONFIG" "$(cat "$WORK_DIR/last_checkpoint")" --work-dir "$WORK_DIR"

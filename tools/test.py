@@ -7,8 +7,8 @@ Prints the metrics of the config's test_evaluator (e.g. CocoMetric bbox mAP, IoU
 import argparse
 
 import mmpe  # noqa: F401  (compatibility fixes and model registration)
-from mmpe import preflight
-from mmpe.launch import add_common_args, build_runner, load_config
+from mmpe.engine import preflight
+from mmpe.engine.launch import add_common_args, build_runner, load_config
 
 
 def main():

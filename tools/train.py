@@ -3,13 +3,13 @@
 The config's ``default_scope`` ('mmdet' or 'mmseg') decides which toolbox builds it.
     python tools/train.py CONFIG [--work-dir DIR] [--resume [CKPT]] [--amp] [--cfg-options k=v ...]
     bash tools/dist_train.sh CONFIG GPUS [same options]   # torchrun, GPU (nccl) or CPU (gloo)
-Before the Runner is built, ``mmpe.preflight`` checks the datasets and checkpoints the config names.
+Before the Runner is built, ``mmpe.engine.preflight`` checks the datasets and checkpoints the config names.
 """
 import argparse
 
 import mmpe  # noqa: F401  (compatibility fixes and model registration)
-from mmpe import preflight
-from mmpe.launch import add_common_args, build_runner, load_config
+from mmpe.engine import preflight
+from mmpe.engine.launch import add_common_args, build_runner, load_config
 
 
 def main():

@@ -1,5 +1,5 @@
 # CPU demo: a small DINO + Swin + RoPE-Mixed trained from scratch on the synthetic COCO-format set
-# (tools/make_synthetic_data.py; classes depend on shape and on which half of the image an
+# (tools/misc/make_synthetic_data.py; classes depend on shape and on which half of the image an
 # object is in). Evaluated with the real CocoMetric. Everything else inherits the flagship.
 _base_ = '../dino/dino-4scale_swin-t-rope-mixed_8xb2-12e_coco.py'
 
@@ -62,4 +62,4 @@ default_hooks = dict(
 log_processor = dict(by_epoch=False)
 auto_scale_lr = dict(enable=False)
 randomness = dict(seed=0)  # a fixed seed also fixes the sampler order, so --resume repeats a straight run
-custom_hooks = [dict(type='RandomStateHook')]  # exact resume (mmpe.hooks)
+custom_hooks = [dict(type='RandomStateHook')]  # exact resume (mmpe.engine.hooks)

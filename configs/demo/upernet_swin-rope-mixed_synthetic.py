@@ -1,5 +1,5 @@
 # CPU demo: a small UperNet + Swin + RoPE-Mixed trained from scratch on the synthetic ADE20k-layout
-# set (tools/make_synthetic_data.py), evaluated with the real IoUMetric.
+# set (tools/misc/make_synthetic_data.py), evaluated with the real IoUMetric.
 _base_ = '../upernet/upernet_swin-t-rope-mixed_8xb2-160k_ade20k-512x512.py'
 
 data_root = '{{$MMPE_SYNTHETIC_SEG:data/synthetic/seg/}}'  # environment variable overrides
@@ -49,4 +49,4 @@ default_hooks = dict(
     logger=dict(type='LoggerHook', interval=20, log_metric_by_epoch=False),
     checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=max_iters // 2, max_keep_ckpts=2))
 randomness = dict(seed=0)  # a fixed seed also fixes the sampler order, so --resume repeats a straight run
-custom_hooks = [dict(type='RandomStateHook')]  # exact resume (mmpe.hooks)
+custom_hooks = [dict(type='RandomStateHook')]  # exact resume (mmpe.engine.hooks)

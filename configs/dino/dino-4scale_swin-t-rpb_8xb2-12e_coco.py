@@ -1,7 +1,7 @@
 # DINO 4-scale, Swin-T with its relative position bias (RPB), COCO, 12 epochs.
 # The baseline of the Swin encoding comparison; the other Swin-T configs inherit from it.
 # ImageNet weights: Microsoft's Swin-T release (Microsoft layout, detected and converted on load),
-# downloaded into torch.hub's cache on first use (offline clusters: tools/fetch_weights.py).
+# downloaded into torch.hub's cache on first use (offline clusters: tools/misc/fetch_weights.py).
 _base_ = 'mmdet::dino/dino-4scale_r50_8xb2-12e_coco.py'
 custom_imports = dict(imports=['mmpe'], allow_failed_imports=False)
 

@@ -3,7 +3,7 @@
 # The baseline of the ViT encoding comparison; the other ViT-B configs inherit from it.
 # ImageNet weights: the RoPE-ViT authors' deit_base_patch16_LS (DeiT-III with APE, the recipe of
 # their RoPE models) from the Hugging Face hub, converted on load (offline clusters:
-# tools/fetch_weights.py).
+# tools/misc/fetch_weights.py).
 _base_ = 'mmdet::dino/dino-4scale_r50_8xb2-12e_coco.py'
 custom_imports = dict(imports=['mmpe'], allow_failed_imports=False)
 

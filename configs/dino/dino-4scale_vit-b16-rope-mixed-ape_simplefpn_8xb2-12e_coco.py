@@ -1,6 +1,6 @@
 # DINO 4-scale, ViT-B/16 with RoPE-Mixed + APE + simple feature pyramid (ViTDet windows), COCO, 12 epochs.
 # ImageNet weights: the RoPE-ViT authors' weights in timm, vit_base_patch16_rope_mixed_ape_224.naver_in1k (timm's Eva
-# layout, converted on load; offline clusters: tools/fetch_weights.py).
+# layout, converted on load; offline clusters: tools/misc/fetch_weights.py).
 _base_ = './dino-4scale_vit-b16-ape_simplefpn_8xb2-12e_coco.py'
 
 pretrained = 'timm://vit_base_patch16_rope_mixed_ape_224.naver_in1k'

@@ -1,5 +1,5 @@
 # Encoding study, detection: the small DINO + Swin of the CPU demo on the synthetic 'layout' task
-# (tools/make_synthetic_data.py --task layout; see upernet_vit-tiny_layout.py), 128x160 images,
+# (tools/misc/make_synthetic_data.py --task layout; see upernet_vit-tiny_layout.py), 128x160 images,
 # no flips (they would change the labels). 50 queries: DINO picks its queries among the encoder
 # tokens, and a 0.5x test image (64x80) has 108 of them. compare_encodings.py swaps `pos_embed`.
 _base_ = '../demo/dino_swin-rope-mixed_synthetic.py'

@@ -1,11 +1,11 @@
 # Encoding study, segmentation: a small UperNet + ViT trained from scratch on the synthetic
-# 'layout' task (tools/make_synthetic_data.py --task layout; mmpe/datasets/synthetic.py): squares
+# 'layout' task (tools/misc/make_synthetic_data.py --task layout; mmpe/datasets/synthetic.py): squares
 # labelled by the image half they lie in (absolute position), two disks labelled left/right of
 # each other (relative layout), every size relative to the image. Trained at 128x160, no flips
-# (they would change the labels). tools/compare_encodings.py swaps `pos_embed` and the seed.
+# (they would change the labels). tools/analysis_tools/compare_encodings.py swaps `pos_embed` and the seed.
 # ClassIoUMetric adds per-class IoU and the group means IoU.absolute (squares) and IoU.relative (disks).
 _base_ = '../upernet/upernet_vit-b16-ape_mln_8xb2-160k_ade20k-512x512.py'
-custom_imports = dict(imports=['mmpe', 'mmpe.study'], allow_failed_imports=False)
+custom_imports = dict(imports=['mmpe', 'mmpe.evaluation'], allow_failed_imports=False)
 
 data_root = '{{$MMPE_LAYOUT_SEG:data/layout/seg/}}'  # environment variable overrides
 classes = ('background', 'square-left', 'square-right', 'disk-left', 'disk-right')
@@ -67,4 +67,4 @@ default_hooks = dict(
     logger=dict(type='LoggerHook', interval=20, log_metric_by_epoch=False),
     checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=max_iters // 2, max_keep_ckpts=1))
 randomness = dict(seed=0)
-custom_hooks = [dict(type='RandomStateHook')]  # exact resume (mmpe.hooks)
+custom_hooks = [dict(type='RandomStateHook')]  # exact resume (mmpe.engine.hooks)

@@ -1,7 +1,7 @@
 # UperNet, Swin-T with its relative position bias (RPB), ADE20k 512x512, 160k iterations.
 # The baseline of the Swin encoding comparison; the other Swin-T UperNet configs inherit from it.
 # ImageNet weights: Microsoft's Swin-T release (Microsoft layout, detected and converted on load),
-# downloaded into torch.hub's cache on first use (offline clusters: tools/fetch_weights.py).
+# downloaded into torch.hub's cache on first use (offline clusters: tools/misc/fetch_weights.py).
 _base_ = 'mmseg::swin/swin-tiny-patch4-window7-in1k-pre_upernet_8xb2-160k_ade20k-512x512.py'
 custom_imports = dict(imports=['mmpe'], allow_failed_imports=False)
 

@@ -3,7 +3,7 @@
 # The baseline of the ViT encoding comparison; the other ViT-B UperNet configs inherit from it.
 # ImageNet weights: the RoPE-ViT authors' deit_base_patch16_LS (DeiT-III with APE, the recipe of
 # their RoPE models) from the Hugging Face hub, converted on load (offline clusters:
-# tools/fetch_weights.py).
+# tools/misc/fetch_weights.py).
 _base_ = 'mmseg::vit/vit_vit-b16_mln_upernet_8xb2-160k_ade20k-512x512.py'
 custom_imports = dict(imports=['mmpe'], allow_failed_imports=False)
 

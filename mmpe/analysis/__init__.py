@@ -1,7 +1,9 @@
-"""Diagnostics of positional encodings from the LOOPE paper: PESI metrics of position tables
-and RoPE kernels, and the Three-Cell Experiment. Pure torch/numpy (no OpenMMLab imports)."""
+"""Studying the encodings. Imported here: the diagnostics of the LOOPE paper (PESI metrics of
+position tables and RoPE kernels, the Three-Cell Experiment) and the report writer, pure
+torch/numpy. Modules of their own: ``study`` (encoding presets, multi-scale evaluation, results),
+``benchmark`` (timing and memory), ``complexity`` (FLOPs, through mmengine's analyzer)."""
 from .pesi import cosine_similarity_map, pesi, pesi_from_similarity
-from .report import write_table
+from .report import pyplot, write_table
 from .tables import (ape_table, backbone_state, loope_module, loope_positions, loope_static_table, loope_table,
                      raster_order, rope_kernel, rope_mixed_freqs, sincos_table, sinusoid_table)
 from .three_cell import (GROUPS, NUM_TARGETS, ThreeCellClassifier, evaluate, group_accuracy, majority_accuracy,
@@ -12,5 +14,5 @@ __all__ = [
     'group_accuracy', 'loope_module', 'loope_positions', 'loope_static_table', 'loope_table', 'majority_accuracy',
     'pesi', 'pesi_from_similarity', 'raster_order', 'rope_kernel', 'rope_mixed_freqs', 'sincos_table',
     'sinusoid_table', 'three_cell_images', 'three_cell_labels', 'three_cell_sample', 'train_three_cell',
-    'write_table',
+    'pyplot', 'write_table',
 ]

@@ -1,4 +1,4 @@
-"""PESI metrics of the LOOPE paper (DESIGN section 7): how monotone and how symmetric the
+"""PESI metrics of the LOOPE paper (docs/design.md section 9): how monotone and how symmetric the
 similarity of positions is around each cell of an H x W grid.
 
 A similarity A has shape (H, W, H, W): A[x, y, i, j] compares cell (x, y) with cell (i, j)

@@ -1,26 +1,65 @@
-"""Tables of diagnostics: one list of row dicts -> markdown and CSV."""
+"""Results as files: the one table writer (markdown + CSV) and the one plotting setup of the
+benchmarks, diagnostics and the encoding study."""
 import csv
+import math
 import os
-from typing import List
+import os.path as osp
+import re
+from typing import Dict, List, Optional
 
 
-def write_table(rows: List[dict], out_prefix: str, title: str, digits: int = 3) -> str:
-    """Write rows (dicts with the same keys) as ``out_prefix``.md (markdown, floats with
-    ``digits`` decimals, under a '### title' line) and ``out_prefix``.csv (full precision).
-    Returns the markdown."""
+def fmt(value) -> str:
+    """Table cell: floats to 4 significant digits, NaN as 'n/a', (mean, std) as 'mean ± std'."""
+    if isinstance(value, tuple):
+        return fmt(value[0]) if math.isnan(value[1]) else f'{fmt(value[0])} ± {fmt(value[1])}'
+    if isinstance(value, float):
+        return 'n/a' if math.isnan(value) else f'{value:.4g}'
+    return str(value)
+
+
+def _csv_cells(row: Dict, columns: List[str]) -> Dict:
+    cells = {}
+    for c in columns:
+        value = row.get(c, '')
+        mean, std = value if isinstance(value, tuple) else (value, None)
+        cells[c] = '' if isinstance(mean, float) and math.isnan(mean) else mean
+        if std is not None:
+            cells[c + ' std'] = '' if math.isnan(std) else std
+    return cells
+
+
+def write_table(rows: List[Dict], prefix: str, title: str = '', columns: Optional[List[str]] = None) -> str:
+    """Write ``prefix``.md (under a '### title' line if given) and ``prefix``.csv (full precision);
+    returns the markdown. Columns: ``columns``, or the first row's keys. A (mean, std) value is
+    'mean ± std' in markdown and two CSV columns, ``name`` and ``name std``; NaN is 'n/a' in
+    markdown and an empty CSV cell."""
     if not rows:
         raise ValueError('write_table needs at least one row')
-    columns = list(rows[0])
-    lines = [f'### {title}', '', '| ' + ' | '.join(columns) + ' |', '|' + '---|' * len(columns)]
-    for row in rows:
-        lines.append('| ' + ' | '.join(f'{row[c]:.{digits}f}' if isinstance(row[c], float) else str(row[c])
-                                       for c in columns) + ' |')
+    columns = columns or list(rows[0])
+    lines = ([f'### {title}', ''] if title else []) + ['| ' + ' | '.join(columns) + ' |',
+                                                       '|' + '---|' * len(columns)]
+    lines += ['| ' + ' | '.join(fmt(row.get(c, '')) for c in columns) + ' |' for row in rows]
     markdown = '\n'.join(lines) + '\n'
-    os.makedirs(os.path.dirname(os.path.abspath(out_prefix)), exist_ok=True)
-    with open(out_prefix + '.md', 'w') as f:
+    os.makedirs(osp.dirname(osp.abspath(prefix)), exist_ok=True)
+    with open(prefix + '.md', 'w') as f:
         f.write(markdown)
-    with open(out_prefix + '.csv', 'w', newline='') as f:
-        writer = csv.DictWriter(f, fieldnames=columns)
+    cells = [_csv_cells(row, columns) for row in rows]
+    fields = list(dict.fromkeys(k for row in cells for k in row))
+    with open(prefix + '.csv', 'w', newline='') as f:
+        writer = csv.DictWriter(f, fieldnames=fields)
         writer.writeheader()
-        writer.writerows(rows)
+        writer.writerows(cells)
     return markdown
+
+
+def pyplot():
+    """matplotlib.pyplot on the file-only Agg backend."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def slug(name: str) -> str:
+    """A file-name-safe form of a label."""
+    return re.sub(r'[^A-Za-z0-9_.+-]+', '_', name).strip('_')

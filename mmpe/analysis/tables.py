@@ -14,15 +14,15 @@ attention layer; RoPE-Axial is the same with fx = [mag, 0], fy = [0, mag].
 """
 import os
 import re
-from typing import List, Optional, Sequence, Tuple, Union
+from typing import List, Optional, Sequence, Union
 
 import numpy as np
 import torch
 from torch import nn
 
+from ..pos_embed.grid import HW
 from ..pos_embed import LOOPEPosEmbed, gilbert_order, grid_coords, interleaved_sincos, resize_pos_table, sincos_2d
 
-HW = Tuple[int, int]
 StateSource = Union[nn.Module, dict, str, os.PathLike]
 
 

@@ -1,4 +1,4 @@
-"""The Three-Cell Experiment of the LOOPE paper (DESIGN section 7): data, model head, training.
+"""The Three-Cell Experiment of the LOOPE paper (docs/design.md section 9): data, model head, training.
 
 A G x G grid of cells on black; three distinct, non-collinear cells are pure red, green and
 blue. A cell's (x, y) is its (column, row), 0-based. Six binary targets (BCE):

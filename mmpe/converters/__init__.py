@@ -1,6 +1,9 @@
-"""Checkpoint converters from timm / Microsoft / RoPE-ViT layouts to mmpe backbones."""
-from .timm_vit import VIT_LAYOUTS, convert_timm_vit, load_state_file, timm_vit_layout, unwrap_state_dict
-from .swin import (SWIN_AXIAL_THETA, SWIN_LAYOUTS, axial_as_mixed_freqs, backbone_state_dict, convert_microsoft_swin,
+"""Pretrained weights: checkpoints by name and file (``checkpoint``), the state dict inside them
+(``state_dict``), layout detection and conversion from timm / Microsoft / RoPE-ViT layouts to mmpe
+backbones (``timm_vit``, ``swin``, ``backbone``)."""
+from .state_dict import backbone_state_dict, load_state_file, unwrap_state_dict
+from .timm_vit import VIT_LAYOUTS, convert_timm_vit, timm_vit_layout
+from .swin import (SWIN_AXIAL_THETA, SWIN_LAYOUTS, axial_as_mixed_freqs, convert_microsoft_swin,
                    convert_swin, resize_rpb_tables, swin_layout)
 from .backbone import check_fills_model, describe_state_dict, load_backbone_state
 

@@ -1,15 +1,14 @@
-"""A backbone's pretrained checkpoint: read by any name (``mmpe.checkpoint``), its layout detected
+"""A backbone's pretrained checkpoint: read by any name (``mmpe.converters.checkpoint``), its layout detected
 and logged, and a clear error when it belongs to another model."""
-from typing import Dict, Iterable, Optional, Tuple
+from typing import Iterable, Optional, Tuple
 
-import torch
 from mmengine.logging import print_log
 
-from ..checkpoint import load_checkpoint
-from .swin import SWIN_LAYOUTS, backbone_state_dict, swin_layout
-from .timm_vit import VIT_LAYOUTS, timm_vit_layout, unwrap_state_dict
+from .checkpoint import load_checkpoint
+from .state_dict import StateDict, backbone_state_dict, unwrap_state_dict
+from .swin import SWIN_LAYOUTS, swin_layout
+from .timm_vit import VIT_LAYOUTS, timm_vit_layout
 
-StateDict = Dict[str, torch.Tensor]
 # Backbone family -> (layout detector, {layout: description}).
 FAMILIES = {'ViT': (timm_vit_layout, VIT_LAYOUTS), 'Swin': (swin_layout, SWIN_LAYOUTS)}
 
@@ -30,7 +29,7 @@ def load_backbone_state(checkpoint: str, family: str, prefix: Optional[str] = No
     """The backbone state dict in ``checkpoint`` (hf://, timm://, URL or file) and its layout.
 
     Args:
-        checkpoint: any name ``mmpe.checkpoint.load_checkpoint`` takes.
+        checkpoint: any name ``mmpe.converters.checkpoint.load_checkpoint`` takes.
         family: 'ViT' or 'Swin', the backbone that loads it.
         prefix: keep only the keys starting with it (stripped); by default a 'module.' prefix is
             stripped and, in a detector/segmentor checkpoint, the 'backbone.' keys are taken.

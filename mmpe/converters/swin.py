@@ -32,7 +32,6 @@ import torch
 import torch.nn.functional as F
 
 from ..pos_embed import axial_magnitudes, grid_coords, parse_pos_embed_cfg
-from .timm_vit import unwrap_state_dict
 
 # Default RoPE-Axial theta of Swin (the RoPE-ViT authors' Swin configs use 50).
 SWIN_AXIAL_THETA = 50.0
@@ -45,18 +44,6 @@ _ATTN_MASK = re.compile(r'^layers\.\d+\.blocks\.\d+\.attn_mask$')
 _DOWNSAMPLE = re.compile(r'^layers\.(\d+)\.downsample\.')
 # The classifier's head and final norm have no counterpart in the backbone (mmdet ignores them too).
 _CLASSIFIER = re.compile(r'^(head|norm)\.')
-
-
-def backbone_state_dict(checkpoint: dict) -> Dict[str, torch.Tensor]:
-    """The backbone state dict of a checkpoint (``unwrap_state_dict``), without a 'module.'
-    prefix; when keys start with 'backbone.' (a detector or segmentor checkpoint), only
-    those, without the prefix."""
-    state_dict = unwrap_state_dict(checkpoint)
-    if all(k.startswith('module.') for k in state_dict):
-        state_dict = {k[len('module.'):]: v for k, v in state_dict.items()}
-    if any(k.startswith('backbone.') for k in state_dict):
-        state_dict = {k[len('backbone.'):]: v for k, v in state_dict.items() if k.startswith('backbone.')}
-    return OrderedDict(state_dict)
 
 
 SWIN_LAYOUTS = {

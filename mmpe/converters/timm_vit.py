@@ -22,7 +22,7 @@ DeiT-III, RoPE+APE) or P prefix rows (CLS, registers); it becomes ``pos_embed.po
 (1, N, C) and, when P > 0, ``pos_embed.prefix_pos_embed`` (1, P, C), which the backbone
 learns only with ``pos_embed=dict(type='ape', embed_prefix=True)``.
 Axial RoPE has no parameters: timm's and the authors' axial tables (index grid, 'xy', temperature
-100, bands ``100 ** (-4k/d)``) are exactly DESIGN's RoPE-Axial with theta 100, so nothing is
+100, bands ``100 ** (-4k/d)``) are exactly docs/design.md's RoPE-Axial with theta 100, so nothing is
 converted for it. Derived RoPE tables and the classification head are dropped and listed
 in the returned ``ignored`` mapping; every other key is passed on for the loader to report.
 """
@@ -31,25 +31,9 @@ from typing import Dict, Optional, Tuple
 
 import torch
 
-from ..checkpoint import read_checkpoint
-
-StateDict = Dict[str, torch.Tensor]
+from .state_dict import StateDict
 DERIVED_ROPE_KEYS = ('freqs_t_x', 'freqs_t_y', 'freqs_cis')
 HEAD_PREFIXES = ('head.', 'head_dist.', 'fc_norm.')
-
-
-def unwrap_state_dict(checkpoint: dict) -> StateDict:
-    """The tensor mapping inside a training checkpoint ({'state_dict'|'model'|'module': ...})."""
-    for key in ('state_dict', 'model', 'module'):
-        if isinstance(checkpoint, dict) and isinstance(checkpoint.get(key), dict):
-            checkpoint = checkpoint[key]
-    return checkpoint
-
-
-def load_state_file(path: str, trust_pickle: bool = False) -> StateDict:
-    """The state dict (``unwrap_state_dict``) of a .safetensors or torch file, read on CPU by
-    ``mmpe.checkpoint.read_checkpoint`` (``trust_pickle``: torch.load(weights_only=False), trusted files only)."""
-    return unwrap_state_dict(read_checkpoint(path, trust_pickle=trust_pickle))
 
 
 VIT_LAYOUTS = {

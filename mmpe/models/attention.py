@@ -1,14 +1,14 @@
 """Multi-head self-attention whose positional encoding is an ``AttentionPosEmbed``."""
-from typing import Optional, Tuple
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..pos_embed import AttentionPosEmbed
+from ..pos_embed.grid import HW
 from ..pos_embed.rope import IDENTITY, Affine
 
-HW = Tuple[int, int]
 
 
 class PosAttention(nn.Module):

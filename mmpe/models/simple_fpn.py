@@ -7,7 +7,7 @@ from mmcv.cnn import ConvModule, build_norm_layer
 from mmengine.model import BaseModule
 from torch import nn
 
-from ..registry import register_model
+from .registry import register_model
 
 SCALE_FACTORS = (4.0, 2.0, 1.0, 0.5)
 

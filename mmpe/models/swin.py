@@ -27,11 +27,10 @@ from ..converters.swin import SWIN_AXIAL_THETA, convert_swin, resize_rpb_tables
 from ..pos_embed import AttentionPosEmbed, build_pos_embed, parse_pos_embed_cfg
 from ..pos_embed.builder import check_window_local_coords
 from ..pos_embed.cache import table_cache
-from ..pos_embed.grid import crop_to_tokens, pad_to_multiple, patch_embed_input
-from ..registry import register_model
+from ..pos_embed.grid import HW, crop_to_tokens, pad_to_multiple, patch_embed_input
+from .registry import register_model
 from .attention import PosAttention
 
-HW = Tuple[int, int]
 
 # Our key of the relative position bias <-> mmdet's key (see the module docstring).
 _OURS_RPB = re.compile(r'(\.w_msa\.)pos_embed\.(relative_position_(?:bias_table|index))$')
@@ -227,7 +226,7 @@ class PESwinTransformer(BaseModule):
     ``out_indices``, s_i the stride of stage i.
 
     ``init_cfg=dict(type='Pretrained', checkpoint=...)`` (a path, URL, ``hf://`` or ``timm://``
-    name; ``mmpe.checkpoint``) detects the checkpoint's layout and loads it: mmdet/mmseg Swin as
+    name; ``mmpe.converters.checkpoint``) detects the checkpoint's layout and loads it: mmdet/mmseg Swin as
     it is (full detector/segmentor checkpoints too: their 'backbone.' keys are used), Microsoft
     Swin, timm Swin and the RoPE-ViT authors' Swin RoPE converted (``mmpe.converters.convert_swin``);
     ``convert_weights`` is accepted for mmdet configs and no longer needed.

@@ -12,16 +12,15 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from ..converters.timm_vit import convert_timm_vit
-from ..pos_embed import LearnedPosEmbed, build_pos_embed, parse_pos_embed_cfg, resize_pos_table
+from ..pos_embed import BACKBONE_ENCODINGS, LearnedPosEmbed, build_pos_embed, parse_pos_embed_cfg, resize_pos_table
 from ..pos_embed.builder import check_window_local_coords
 from ..pos_embed.cache import table_cache
-from ..pos_embed.grid import crop_to_tokens, pad_to_multiple, patch_embed_input
+from ..pos_embed.grid import HW, crop_to_tokens, pad_to_multiple, patch_embed_input
 from ..pos_embed.rope import IDENTITY, Affine, coords_affine
-from ..registry import register_model
+from .registry import register_model
 from .attention import PosAttention
 
-HW = Tuple[int, int]
-VIT_ENCODINGS = ('ape', 'sincos', 'rope_axial', 'rope_mixed', 'loope', 'none')
+VIT_ENCODINGS = BACKBONE_ENCODINGS['vit']
 
 
 @table_cache(maxsize=16)
@@ -126,7 +125,7 @@ class PEVisionTransformer(BaseModule):
             random in training only (never in eval): one draw per forward, shared by every
             block and every image (its RoPE tables are built once per forward, not cached),
             from torch's global generator (seeded by mmengine's
-            ``randomness.seed``, saved and restored by ``mmpe.hooks.RandomStateHook``, so
+            ``randomness.seed``, saved and restored by ``mmpe.engine.hooks.RandomStateHook``, so
             resumed runs repeat); see ``mmpe.pos_embed.rope.coords_affine``.
         window_size: 0 for global attention in every block; > 0 for ViTDet window attention
             in all blocks except ``global_attn_indices`` (padding is masked; a CLS token only
@@ -140,7 +139,7 @@ class PEVisionTransformer(BaseModule):
             encoding, plus blocks 0..k-1 (and ``norm`` when k == depth).
         with_cp: gradient checkpointing of every block in training.
         init_cfg: mmengine init config. ``dict(type='Pretrained', checkpoint=..., prefix=None)``
-            with a path, URL, ``hf://`` or ``timm://`` name (``mmpe.checkpoint``): the layout is
+            with a path, URL, ``hf://`` or ``timm://`` name (``mmpe.converters.checkpoint``): the layout is
             detected (timm Eva RoPE-ViT or VisionTransformer, the RoPE-ViT authors' DeiT-III,
             mmpe's own; .pth or .safetensors) and converted on the fly; missing, unexpected and
             ignored keys are logged.
@@ -232,7 +231,7 @@ class PEVisionTransformer(BaseModule):
     def load_pretrained(self, checkpoint: str, prefix: Optional[str] = None) -> None:
         """Load a ViT checkpoint of any layout ``mmpe.converters.timm_vit_layout`` detects (timm Eva
         or VisionTransformer, the RoPE-ViT authors' DeiT-III, mmpe), named by path, hf://,
-        timm:// or URL (``mmpe.checkpoint``), converting as needed; the layout is logged.
+        timm:// or URL (``mmpe.converters.checkpoint``), converting as needed; the layout is logged.
 
         A learned APE table of another square grid is resized (bicubic) to this model's
         reference grid. Ignored (derived RoPE tables, classification head), missing and

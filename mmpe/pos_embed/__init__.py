@@ -3,7 +3,7 @@ rotary encodings of q/k (RoPE-Axial, RoPE-Mixed) and the Swin relative position 
 from .absolute import (LearnedPosEmbed, LOOPEContext, LOOPEPosEmbed, SinCosPosEmbed, interleaved_sincos,
                        resize_pos_table, sincos_2d)
 from .base import AttentionPosEmbed, TokenPosEmbed
-from .builder import ENCODINGS, build_pos_embed, parse_pos_embed_cfg
+from .builder import BACKBONE_ENCODINGS, ENCODING_PRESETS, ENCODINGS, build_pos_embed, parse_pos_embed_cfg
 from .cache import TABLE_CACHES, TableCache, table_cache
 from .grid import gilbert_order, grid_coords
 from .rope import (RoPEAxial, RoPEMixed, RotateFixed, RotateMixed, axial_magnitudes, mixed_cos_sin, mixed_init_freqs,
@@ -11,7 +11,7 @@ from .rope import (RoPEAxial, RoPEMixed, RotateFixed, RotateMixed, axial_magnitu
 from .rpb import RelativePositionBias, relative_position_index
 
 __all__ = [
-    'AttentionPosEmbed', 'ENCODINGS', 'LOOPEContext', 'LOOPEPosEmbed', 'LearnedPosEmbed', 'RelativePositionBias',
+    'AttentionPosEmbed', 'BACKBONE_ENCODINGS', 'ENCODING_PRESETS', 'ENCODINGS', 'LOOPEContext', 'LOOPEPosEmbed', 'LearnedPosEmbed', 'RelativePositionBias',
     'RoPEAxial', 'RoPEMixed', 'RotateFixed', 'RotateMixed', 'SinCosPosEmbed', 'TABLE_CACHES', 'TableCache',
     'TokenPosEmbed', 'axial_magnitudes', 'build_pos_embed', 'gilbert_order', 'grid_coords', 'interleaved_sincos',
     'mixed_cos_sin', 'mixed_init_freqs', 'parse_pos_embed_cfg', 'relative_position_index', 'resize_pos_table',

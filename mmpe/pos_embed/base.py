@@ -4,7 +4,7 @@ from typing import Optional, Tuple
 import torch
 from torch import nn
 
-HW = Tuple[int, int]
+from .grid import HW
 
 
 class TokenPosEmbed(nn.Module):

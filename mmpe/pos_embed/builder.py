@@ -17,6 +17,22 @@ ENCODINGS = {
     'rpb': dict(),
     'none': dict(),
 }
+# The encoding types each backbone accepts: RPB needs Swin's windows.
+BACKBONE_ENCODINGS = {'swin': ('rpb', 'rope_axial', 'rope_mixed', 'ape', 'sincos', 'loope', 'none'),
+                      'vit': ('ape', 'sincos', 'rope_axial', 'rope_mixed', 'loope', 'none')}
+# Encodings by name, the one list the study, the tools, the tests and the README use: every type,
+# and RoPE with a learned APE as well (the RoPE-ViT paper's RoPE + APE rows).
+ENCODING_PRESETS = {
+    'ape': dict(type='ape'),
+    'sincos': dict(type='sincos'),
+    'rope_axial': dict(type='rope_axial'),
+    'rope_mixed': dict(type='rope_mixed'),
+    'rope_axial+ape': dict(type='rope_axial', with_ape=True),
+    'rope_mixed+ape': dict(type='rope_mixed', with_ape=True),
+    'loope': dict(type='loope'),
+    'rpb': dict(type='rpb'),
+    'none': dict(type='none'),
+}
 ROLES = ('token', 'attention')
 # RoPE coordinate modes and the coordinate augmentation's parameters with their no-op values
 # (``mmpe.pos_embed.rope.coords_affine`` defines them).

@@ -16,7 +16,7 @@ is a ``OneOffKey``: its tables are built once per forward, shared by its layers,
 Both rotations are autograd Functions that keep nothing per layer for backward beyond their
 (cached or tiny) inputs and, for RoPE-Mixed, their output, which attention keeps anyway:
 backward rotates the incoming gradient by the negative angle, and RoPE-Mixed's frequency
-gradient is computed in closed form (DESIGN section 8). Backward is itself differentiable
+gradient is computed in closed form (docs/design.md section 8). Backward is itself differentiable
 (``create_graph=True``, double backward). Prefix tokens (CLS) have coordinates
 (0, 0), i.e. angle 0: they pass through unchanged and add nothing to the frequency gradient.
 """
@@ -42,7 +42,7 @@ IDENTITY: Affine = (1.0, 0.0, 1.0, 0.0)
 
 def coords_affine(hw: HW, ref_hw: HW, coords: str = 'index', aug: Optional[dict] = None) -> Affine:
     """The per-axis transform ``(a_x, b_x, a_y, b_y)`` of the patch coordinates of an H x W grid
-    (DESIGN section 2); ``ref_hw`` = (H_ref, W_ref) is the backbone's pretraining grid.
+    (docs/design.md section 2); ``ref_hw`` = (H_ref, W_ref) is the backbone's pretraining grid.
 
     coords='index': x, y unchanged. coords='interpolate': x' = (x + 0.5) W_ref / W - 0.5 and
     y' = (y + 0.5) H_ref / H - 0.5 (cell centres: every grid spans the reference grid's extent;
@@ -52,7 +52,7 @@ def coords_affine(hw: HW, ref_hw: HW, coords: str = 'index', aug: Optional[dict]
     u ~ U(-shift, shift) per axis, and a scaling about the grid centre by s_x = j_x r and
     s_y = j_y r, j_x, j_y = exp(U(-ln jitter, ln jitter)) per axis, r = exp(U(-ln rescale, ln rescale)).
     The draw (five numbers, always) comes from torch's global CPU generator, which mmengine's
-    ``randomness.seed`` seeds and ``mmpe.hooks.RandomStateHook`` saves and restores, so seeded and
+    ``randomness.seed`` seeds and ``mmpe.engine.hooks.RandomStateHook`` saves and restores, so seeded and
     resumed runs repeat it. It is returned as a ``OneOffKey``: no later forward repeats it, so its
     tables are kept on it for this forward instead of in the shared caches.
     """

@@ -1,12 +1,10 @@
 """Swin relative position bias."""
-from typing import Tuple
-
 import torch
 from torch import nn
 
 from .base import AttentionPosEmbed
+from .grid import HW
 
-HW = Tuple[int, int]
 
 
 def relative_position_index(window_size: HW) -> torch.LongTensor:

@@ -1,6 +1,6 @@
-"""Parameters and FLOPs of a config's backbone for each encoding (``mmpe.complexity``).
+"""Parameters and FLOPs of a config's backbone for each encoding (``mmpe.analysis.complexity``).
 
-    python tools/flops.py CONFIG --shape H W [--encodings ape rope_mixed ...] [--out PREFIX]
+    python tools/analysis_tools/flops.py CONFIG --shape H W [--encodings ape rope_mixed ...] [--out PREFIX]
 
 One FLOP is one multiply-add (fvcore / mmengine convention); attention
 (scaled_dot_product_attention: q k^T and attention x v) and the RoPE rotation (2 per rotated
@@ -14,8 +14,9 @@ import os.path as osp
 from mmengine.config import Config
 
 import mmpe  # noqa: F401  (compatibility fixes and model registration)
-from mmpe.complexity import ROPE_OPS, build_backbone, model_complexity
-from mmpe.study import encoding_name, parse_encoding, write_table
+from mmpe.analysis.complexity import ROPE_OPS, build_backbone, model_complexity
+from mmpe.analysis.report import write_table
+from mmpe.analysis.study import encoding_name, parse_encoding
 
 
 def main():

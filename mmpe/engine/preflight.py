@@ -9,7 +9,7 @@ from typing import Iterator, List, Optional, Tuple
 
 from mmengine.config import Config
 
-from . import checkpoint as ckpt
+from ..converters import checkpoint as ckpt
 
 EXIT_CODE = 2
 DATA_SOURCES = {

@@ -1,12 +1,12 @@
 """The whole encoding study in one command: train every (config, encoding, seed), evaluate each at
 several test scales, collect one table.
 
-    python tools/compare_encodings.py CONFIG [CONFIG ...] [--encodings E ...] [--seeds 0 1]
+    python tools/analysis_tools/compare_encodings.py CONFIG [CONFIG ...] [--encodings E ...] [--seeds 0 1]
         --work-dir work_dirs/study --out docs/results [--scales 0.5 0.75 1 1.25 1.5 2]
         [--flops-size H W] [--metrics ...] [--quick]
 
 Each CONFIG is a base config; with ``--encodings`` every encoding replaces its backbone's
-``pos_embed`` (an encoding is a preset name, see ``mmpe.study.ENCODING_PRESETS``, or
+``pos_embed`` (an encoding is a preset name, see ``mmpe.pos_embed.ENCODING_PRESETS``, or
 ``NAME=DICT`` for any pos_embed dict, e.g. ``"rope_mixed interpolate={'type': 'rope_mixed',
 'coords': 'interpolate'}"``); without it every CONFIG runs as it is (a list of configs). A run
 lives in ``WORK_DIR/<config name>/<encoding>/seed<k>/``: a generated ``config.py`` (inherits
@@ -26,9 +26,11 @@ import subprocess
 import sys
 import time
 
-from mmpe.study import MULTIRES, parse_encoding, slug
+from mmpe.analysis.report import slug
+from mmpe.analysis.study import MULTIRES, parse_encoding
 
-TOOLS = osp.dirname(osp.abspath(__file__))
+ANALYSIS_TOOLS = osp.dirname(osp.abspath(__file__))
+TOOLS = osp.dirname(ANALYSIS_TOOLS)
 QUICK_ITERS = 2
 
 
@@ -108,9 +110,9 @@ def main():
                     open(osp.join(run, 'train_done'), 'w').close()
                 with open(osp.join(run, 'last_checkpoint')) as f:
                     checkpoint = f.read().strip()
-                step([python, osp.join(TOOLS, 'eval_multires.py'), run_cfg, checkpoint, '--work-dir', run,
+                step([python, osp.join(ANALYSIS_TOOLS, 'eval_multires.py'), run_cfg, checkpoint, '--work-dir', run,
                       '--scales', *map(str, scales)], log, f'{label}: evaluate at scales {scales}')
-    collect = [python, osp.join(TOOLS, 'collect_results.py'), args.work_dir, '--out', args.out,
+    collect = [python, osp.join(ANALYSIS_TOOLS, 'collect_results.py'), args.work_dir, '--out', args.out,
                '--flops-size', *map(str, args.flops_size)]
     if args.metrics:
         collect += ['--metrics', *args.metrics]

@@ -1,7 +1,7 @@
 """Convert a Swin checkpoint (official Microsoft Swin, timm Swin, or the RoPE-ViT authors' Swin RoPE
 ``swin_rope_{axial,mixed}_{tiny,small,base}_patch4_window7_224``) to PESwinTransformer (mmdet layout).
 
-    python tools/convert_swin.py swin_rope_mixed_tiny_patch4_window7_224.pth swin_t_rope_mixed.pth \\
+    python tools/model_converters/convert_swin.py swin_rope_mixed_tiny_patch4_window7_224.pth swin_t_rope_mixed.pth \\
         --pos-embed rope_mixed
 
 Not needed to train: PESwinTransformer detects and converts these layouts on load (also by name,

@@ -1,6 +1,6 @@
 """Collect evaluated runs into one comparison: encoding (and backbone) x metric, over seeds.
 
-    python tools/collect_results.py WORK_DIR [WORK_DIR ...] --out DIR [--metrics mIoU ...]
+    python tools/analysis_tools/collect_results.py WORK_DIR [WORK_DIR ...] --out DIR [--metrics mIoU ...]
         [--flops-size H W]
 
 Every run directory at or below the WORK_DIRs that eval_multires.py evaluated
@@ -8,7 +8,7 @@ Every run directory at or below the WORK_DIRs that eval_multires.py evaluated
 says. Writes to ``--out``:
 - results.md/.csv: per (backbone, encoding), each metric at test scale 1 as mean ± std over seeds
   (sample standard deviation; none for one seed), backbone parameters and GFLOPs (multiply-adds of one
-  forward at ``--flops-size``, attention and RoPE included: ``mmpe.complexity``), median
+  forward at ``--flops-size``, attention and RoPE included: ``mmpe.analysis.complexity``), median
   training s/iter and peak memory (mmengine's logged ``time`` and ``memory``; memory is logged
   on CUDA only, n/a on CPU).
 - results_by_scale.md/.csv: one row per (backbone, encoding, test scale), metrics mean ± std.
@@ -24,8 +24,9 @@ import statistics
 from typing import Dict, List
 
 import mmpe  # noqa: F401  (compatibility fixes and model registration)
-from mmpe.study import (ENCODING_PRESETS, MULTIRES, find_runs, pyplot, read_csv, slug, train_speed,
-                        write_table)
+from mmpe.analysis.report import pyplot, slug, write_table
+from mmpe.analysis.study import MULTIRES, find_runs, read_csv, train_speed
+from mmpe.pos_embed import ENCODING_PRESETS
 
 
 def mean_std(values: List[float]):
@@ -56,7 +57,7 @@ def complexity(run: Dict, size) -> Dict:
     """Backbone parameters (M) and GFLOPs at ``size`` of a run's evaluated config."""
     from mmengine.config import Config
 
-    from mmpe.complexity import build_backbone, model_complexity
+    from mmpe.analysis.complexity import build_backbone, model_complexity
     cfg = Config.fromfile(osp.join(run['dir'], MULTIRES, 'config.py'))
     result = model_complexity(build_backbone(cfg), tuple(size))
     return dict(params=result['params'] / 1e6, gflops=result['flops'] / 1e9)

@@ -47,13 +47,13 @@ def allow_mmengine_checkpoints() -> bool:
     (open-mmlab/mmengine#1655, fixed only on mmengine's main). Where that happens
     (``mmengine_checkpoints_load``), keep the safe loader and allow exactly what mmengine's
     checkpoints hold: HistoryBuffer logs, numpy arrays, scalars and dtypes (``NUMPY_GLOBALS``,
-    also as numpy 1.x pickled them; the numpy generator state saved by mmpe.hooks.RandomStateHook),
+    also as numpy 1.x pickled them; the numpy generator state saved by mmpe.engine.hooks.RandomStateHook),
     and drop the statistics functions HistoryBuffer pickles."""
     if mmengine_checkpoints_load():
         return False
     from mmengine.logging import HistoryBuffer
 
-    from .checkpoint import NUMPY_GLOBALS
+    from ..converters.checkpoint import NUMPY_GLOBALS
     if 'statistics_methods' in HistoryBuffer([1.0], [1]).__getstate__():
         HistoryBuffer.__getstate__ = _history_buffer_getstate
     torch.serialization.add_safe_globals([HistoryBuffer, *NUMPY_GLOBALS])

@@ -9,8 +9,8 @@ steps). A case passes when the losses and weights stay finite, the backbone's we
 and, if the encoding has parameters, so did they. Prints one line per case and a summary;
 exit code 1 if any case failed.
 
-    python tools/smoke_train.py --device cuda --dtype float16       # GPU: every case
-    python tools/smoke_train.py --device cpu --dtype bfloat16 --encodings rope_mixed
+    python tools/misc/smoke_train.py --device cuda --dtype float16       # GPU: every case
+    python tools/misc/smoke_train.py --device cpu --dtype bfloat16 --encodings rope_mixed
 """
 import argparse
 import os.path as osp
@@ -24,13 +24,12 @@ from mmengine.logging import MMLogger
 from mmengine.optim import build_optim_wrapper
 
 import mmpe  # noqa: F401  (compatibility fixes and model registration)
+from mmpe.pos_embed import BACKBONE_ENCODINGS
 from mmpe.testing import build_model, det_batch, seg_batch
 
-ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 TASKS = {'dino': 'configs/demo/dino_swin-rope-mixed_synthetic.py',
          'upernet': 'configs/demo/upernet_swin-rope-mixed_synthetic.py'}
-ENCODINGS = {'swin': ('rpb', 'rope_axial', 'rope_mixed', 'ape', 'sincos', 'loope', 'none'),
-             'vit': ('ape', 'sincos', 'rope_axial', 'rope_mixed', 'loope', 'none')}
 IMAGE = (3, 128, 160)  # small, yet enough encoder tokens for the demo DINO's 100 queries
 MAX_STEPS = 5
 VIT = dict(type='PEVisionTransformer', img_size=(128, 160), patch_size=16, embed_dims=64, depth=4, num_heads=2,
@@ -93,15 +92,15 @@ def main():
     parser.add_argument('--dtype', default=None, choices=['float16', 'bfloat16'],
                         help='autocast dtype (default: float16 on CUDA, bfloat16 on CPU, the only CPU choice)')
     parser.add_argument('--tasks', nargs='+', default=list(TASKS), choices=list(TASKS))
-    parser.add_argument('--backbones', nargs='+', default=list(ENCODINGS), choices=list(ENCODINGS))
+    parser.add_argument('--backbones', nargs='+', default=list(BACKBONE_ENCODINGS), choices=list(BACKBONE_ENCODINGS))
     parser.add_argument('--encodings', nargs='+', default=None,
                         help='default: every encoding the backbone supports')
     args = parser.parse_args()
     MMLogger.get_instance('smoke_train', log_level='WARNING')  # not mmengine's per-parameter optimizer log
     dtype = args.dtype or ('float16' if args.device.startswith('cuda') else 'bfloat16')
     failed = []
-    cases = [(t, b, e) for t in args.tasks for b in args.backbones for e in (args.encodings or ENCODINGS[b])
-             if e in ENCODINGS[b]]
+    cases = [(t, b, e) for t in args.tasks for b in args.backbones for e in (args.encodings or BACKBONE_ENCODINGS[b])
+             if e in BACKBONE_ENCODINGS[b]]
     for case in cases:
         start = time.perf_counter()
         try:

@@ -1,8 +1,8 @@
 """Speed of building the Gilbert order (LOOPE's X_G): mmpe's breadth-first vectorised gilbert_order
 against the recursive gilbert2d generator it replaced.
 
-    python tools/benchmark_gilbert.py
-    python tools/benchmark_gilbert.py --shapes 14x14 200x336 --repeats 21
+    python tools/analysis_tools/benchmark_gilbert.py
+    python tools/analysis_tools/benchmark_gilbert.py --shapes 14x14 200x336 --repeats 21
 
 'recursive' is the classic recursive Python generator (the test oracle ``gilbert2d_reference`` of
 tests/test_gilbert.py: the same algorithm and tensor build as mmpe's former implementation);
@@ -17,10 +17,10 @@ import os.path as osp
 
 import torch
 
-from mmpe.benchmark import report, time_interleaved
+from mmpe.analysis.benchmark import report, time_interleaved
 from mmpe.pos_embed import gilbert_order
 
-ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 
 def load_reference():

@@ -1,14 +1,14 @@
 """Speed and memory of PEVisionTransformer encodings (global attention), and against timm.
 
-    python tools/benchmark_vit.py --size 1024 --repeats 3            # ViT-B/16, CPU fp32
-    python tools/benchmark_vit.py --size 256 --repeats 5 --arch small  # quick run
+    python tools/analysis_tools/benchmark_vit.py --size 1024 --repeats 3            # ViT-B/16, CPU fp32
+    python tools/analysis_tools/benchmark_vit.py --size 256 --repeats 5 --arch small  # quick run
 
 Cases, timed interleaved in one process: mmpe APE, RoPE-Axial, RoPE-Mixed and timm's
 vit_{arch}_patch16_rope_mixed_224 (Eva, dynamic_img_size=True), all with the RoPE-ViT
 layout (CLS token, LayerScale, final norm). 'forward' runs under no_grad in eval mode;
 'forward+backward' is a training step (loss = mean square of the final features).
 ``--compile`` adds mmpe APE and RoPE-Mixed under torch.compile (inductor) to the
-forward+backward timing. Peak memory of one training step above the model (mmpe.benchmark:
+forward+backward timing. Peak memory of one training step above the model (mmpe.analysis.benchmark:
 CPU high-water mark in a fresh process per case, CUDA max_memory_allocated) for every case.
 Writes tables (markdown, CSV) and plots to --out.
 """
@@ -18,7 +18,7 @@ import os
 import timm
 import torch
 
-from mmpe.benchmark import cpu_peak_memory_mb, cuda_peak_memory_mb, report, time_interleaved
+from mmpe.analysis.benchmark import cpu_peak_memory_mb, cuda_peak_memory_mb, report, time_interleaved
 from mmpe.models import PEVisionTransformer
 
 ARCHS = {'small': dict(embed_dims=384, depth=12, num_heads=6), 'base': dict(embed_dims=768, depth=12, num_heads=12),

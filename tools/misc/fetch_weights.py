@@ -2,8 +2,8 @@
 nodes are offline: run it on a login node with the same HF_HOME / TORCH_HOME as the jobs, then
 run the jobs with HF_HUB_OFFLINE=1.
 
-    python tools/fetch_weights.py configs/dino_swin_rope.py configs/dino/*.py configs/upernet/*.py
-    python tools/fetch_weights.py hf://naver-ai/swin_rope_mixed_tiny_patch4_window7_224 timm://MODEL.TAG
+    python tools/misc/fetch_weights.py configs/dino_swin_rope.py configs/dino/*.py configs/upernet/*.py
+    python tools/misc/fetch_weights.py hf://naver-ai/swin_rope_mixed_tiny_patch4_window7_224 timm://MODEL.TAG
 
 Arguments ending in .py are configs (their ``init_cfg`` Pretrained / ``pretrained`` checkpoints and
 ``load_from``), the others checkpoint names (hf://, timm://, http(s)://). hf:// and timm:// files go
@@ -14,8 +14,8 @@ import sys
 
 from mmengine.config import Config
 
-from mmpe import checkpoint as ckpt
-from mmpe.preflight import config_checkpoints
+from mmpe.converters import checkpoint as ckpt
+from mmpe.engine.preflight import config_checkpoints
 
 
 def names_in(config_file: str) -> list:

@@ -1,7 +1,7 @@
 """Memory soak: many distinct input shapes through small ViT and Swin backbones, forward+backward.
 
-    python tools/memory_soak.py                      # 2000 shapes (64..512 px per side) per model
-    python tools/memory_soak.py --shapes 200 --models vit-rope_mixed swin-rpb
+    python tools/analysis_tools/memory_soak.py                      # 2000 shapes (64..512 px per side) per model
+    python tools/analysis_tools/memory_soak.py --shapes 200 --models vit-rope_mixed swin-rpb
 
 Detection trains at thousands of distinct input sizes; every table an encoding derives from the
 grid (RoPE angles, sin-cos tables, Gilbert orders, attention masks) must live in a bounded cache.
@@ -18,17 +18,12 @@ import sys
 
 import torch
 
-from mmpe.benchmark import MALLOC_ENV, report, small_backbone
+from mmpe.analysis.benchmark import MALLOC_ENV, report, small_backbone, status_mb
 from mmpe.pos_embed import TABLE_CACHES
 
 VIT_ENCODINGS = ('ape', 'sincos', 'rope_axial', 'rope_mixed', 'loope')
 SWIN_ENCODINGS = ('rpb', 'rope_mixed', 'loope')
 MODELS = [f'vit-{e}' for e in VIT_ENCODINGS] + [f'swin-{e}' for e in SWIN_ENCODINGS]
-
-
-def rss_mb() -> float:
-    with open('/proc/self/status') as f:
-        return int(next(line for line in f if line.startswith('VmRSS:')).split()[1]) / 1024
 
 
 def soak(name: str, num_shapes: int, warmup: int, seed: int = 0) -> dict:
@@ -53,12 +48,12 @@ def soak(name: str, num_shapes: int, warmup: int, seed: int = 0) -> dict:
         for key, cache in TABLE_CACHES.items():
             largest[key] = max(largest[key], len(cache))
         if i + 1 == warmup:
-            after_warmup = rss_mb()
+            after_warmup = status_mb('VmRSS')
     over = [f'{key} {largest[key]} > {TABLE_CACHES[key].maxsize}' for key in largest
             if largest[key] > TABLE_CACHES[key].maxsize]
     used = {key.split('.')[-1]: f'{n}/{TABLE_CACHES[key].maxsize}' for key, n in largest.items() if n}
-    return dict(model=name, shapes=num_shapes, rss_after_warmup_mb=after_warmup, rss_end_mb=rss_mb(),
-                growth_mb=rss_mb() - after_warmup, caches_used=' '.join(f'{k} {v}' for k, v in used.items()),
+    return dict(model=name, shapes=num_shapes, rss_after_warmup_mb=after_warmup, rss_end_mb=status_mb('VmRSS'),
+                growth_mb=status_mb('VmRSS') - after_warmup, caches_used=' '.join(f'{k} {v}' for k, v in used.items()),
                 caches_over_bound=' '.join(over) or 'none')
 
 

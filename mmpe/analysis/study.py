@@ -1,5 +1,5 @@
 """The encoding study: encodings by name, test-time rescaling of a config, run metadata, tables
-and plots. Shared by tools/eval_multires.py, tools/collect_results.py and tools/compare_encodings.py.
+and plots. Shared by tools/analysis_tools/eval_multires.py, tools/analysis_tools/collect_results.py and tools/analysis_tools/compare_encodings.py.
 
 A run directory (one training of one config, encoding and seed) holds mmengine's training
 outputs (checkpoints, ``<timestamp>/vis_data/scalars.json``) and ``multires/`` from
@@ -14,22 +14,9 @@ import math
 import numbers
 import os
 import os.path as osp
-import re
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Sequence, Tuple
 
-# Encodings by name; any other pos_embed dict can be given as NAME=DICT (``parse_encoding``).
-ENCODING_PRESETS = {
-    'ape': dict(type='ape'),
-    'sincos': dict(type='sincos'),
-    'rope_axial': dict(type='rope_axial'),
-    'rope_mixed': dict(type='rope_mixed'),
-    'rope_axial+ape': dict(type='rope_axial', with_ape=True),
-    'rope_mixed+ape': dict(type='rope_mixed', with_ape=True),
-    'loope': dict(type='loope'),
-    'rpb': dict(type='rpb'),
-    'none': dict(type='none'),
-}
-
+from ..pos_embed import ENCODING_PRESETS
 
 def parse_encoding(spec: str) -> Tuple[str, dict]:
     """(name, pos_embed dict) of a preset name ('rope_mixed+ape') or of ``NAME=DICT`` with DICT a
@@ -181,97 +168,3 @@ def train_speed(run_dir: str) -> Dict[str, float]:
         memory += [log['memory'] for log in train if 'memory' in log]
     return dict(s_per_iter=sorted(times)[len(times) // 2] if times else math.nan,
                 memory_mb=max(memory) if memory else math.nan)
-
-
-# ----------------------------------------------------------------------------- tables and plots
-
-def fmt(value) -> str:
-    """Table cell: floats to 4 significant digits, NaN as 'n/a', (mean, std) as 'mean ± std'."""
-    if isinstance(value, tuple):
-        return fmt(value[0]) if math.isnan(value[1]) else f'{fmt(value[0])} ± {fmt(value[1])}'
-    if isinstance(value, float):
-        return 'n/a' if math.isnan(value) else f'{value:.4g}'
-    return str(value)
-
-
-def _csv_cells(row: Dict, columns: List[str]) -> Dict:
-    cells = {}
-    for c in columns:
-        value = row.get(c, '')
-        mean, std = value if isinstance(value, tuple) else (value, None)
-        cells[c] = '' if isinstance(mean, float) and math.isnan(mean) else mean
-        if std is not None:
-            cells[c + ' std'] = '' if math.isnan(std) else std
-    return cells
-
-
-def write_table(rows: List[Dict], prefix: str, title: str = '', columns: Optional[List[str]] = None) -> str:
-    """Write ``prefix``.md and ``prefix``.csv; returns the markdown. A (mean, std) value is
-    'mean ± std' in markdown and two CSV columns, ``name`` and ``name std``; NaN is 'n/a' in
-    markdown and an empty CSV cell."""
-    columns = columns or list(rows[0])
-    lines = ([f'### {title}', ''] if title else []) + ['| ' + ' | '.join(columns) + ' |',
-                                                       '|' + '---|' * len(columns)]
-    lines += ['| ' + ' | '.join(fmt(row.get(c, '')) for c in columns) + ' |' for row in rows]
-    markdown = '\n'.join(lines) + '\n'
-    os.makedirs(osp.dirname(osp.abspath(prefix)), exist_ok=True)
-    with open(prefix + '.md', 'w') as f:
-        f.write(markdown)
-    cells = [_csv_cells(row, columns) for row in rows]
-    fields = list(dict.fromkeys(k for row in cells for k in row))
-    with open(prefix + '.csv', 'w', newline='') as f:
-        writer = csv.DictWriter(f, fieldnames=fields)
-        writer.writeheader()
-        writer.writerows(cells)
-    return markdown
-
-
-def pyplot():
-    """matplotlib.pyplot on the file-only Agg backend."""
-    import matplotlib
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
-    return plt
-
-
-def slug(name: str) -> str:
-    """A file-name-safe form of a label."""
-    return re.sub(r'[^A-Za-z0-9_.+-]+', '_', name).strip('_')
-
-
-# ----------------------------------------------------------------------------- per-class metric
-
-try:
-    from mmseg.evaluation import IoUMetric
-    from mmseg.registry import METRICS
-except ImportError:  # mmseg not installed: no ClassIoUMetric (mmdet-only use of this module)
-    IoUMetric = None
-
-if IoUMetric is not None:
-
-    @METRICS.register_module()
-    class ClassIoUMetric(IoUMetric):
-        """mmseg's IoUMetric (aAcc, mIoU, mAcc, ...) plus ``IoU.<class>`` for every class and
-        ``IoU.<group>``, the mean IoU (%) of each named group of classes, e.g.
-        ``class_groups=dict(quadrant=('square-top-left', ...), layout=('disk-left', 'disk-right'))``.
-        Registered in mmseg's METRICS when ``mmpe.study`` is imported (``custom_imports``)."""
-
-        def __init__(self, class_groups: Optional[Dict[str, Sequence[str]]] = None, **kwargs):
-            super().__init__(**kwargs)
-            self.class_groups = dict(class_groups or {})
-
-        def compute_metrics(self, results: list) -> Dict[str, float]:
-            metrics = super().compute_metrics(results)
-            import numpy as np
-            columns = tuple(zip(*results))
-            intersect, union = sum(columns[0]).numpy(), sum(columns[1]).numpy()
-            with np.errstate(invalid='ignore', divide='ignore'):
-                iou = dict(zip(self.dataset_meta['classes'], intersect / union * 100))
-            for group, names in self.class_groups.items():
-                unknown = [n for n in names if n not in iou]
-                if unknown:
-                    raise ValueError(f'class_groups[{group!r}] names unknown classes {unknown}; '
-                                     f'classes: {list(iou)}')
-                metrics[f'IoU.{group}'] = round(float(np.nanmean([iou[n] for n in names])), 2)
-            metrics.update({f'IoU.{name}': round(float(value), 2) for name, value in iou.items()})
-            return metrics

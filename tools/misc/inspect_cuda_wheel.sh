@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Which CUDA architectures an mmcv wheel's compiled ops hold, with no GPU needed:
 #
-#   bash tools/inspect_cuda_wheel.sh                 # the CUDA wheel tools/setup_env.sh --cuda cached
-#   bash tools/inspect_cuda_wheel.sh path/to/mmcv-2.1.0-*.whl
+#   bash tools/misc/inspect_cuda_wheel.sh                 # the CUDA wheel tools/setup_env.sh --cuda cached
+#   bash tools/misc/inspect_cuda_wheel.sh path/to/mmcv-2.1.0-*.whl
 #
 # Prints the cubins (SASS) and PTX per architecture in mmcv/_ext*.so and the number of
 # multi-scale deformable attention kernels (DINO's op) per architecture. cuobjdump comes from

@@ -1,7 +1,7 @@
 """How often torch.compile recompiles a backbone over DINO-like input sizes.
 
-    python tools/compile_recompiles.py                   # 20 sizes, small Swin and ViT, RoPE-Mixed
-    python tools/compile_recompiles.py --sizes 10 --models vit-rope_mixed
+    python tools/analysis_tools/compile_recompiles.py                   # 20 sizes, small Swin and ViT, RoPE-Mixed
+    python tools/analysis_tools/compile_recompiles.py --sizes 10 --models vit-rope_mixed
 
 DINO resizes each image so that its short side is one of 480..800 (step 32) and its long side at
 most 1333, and pads each batch to its own size: nearly every step has a new input size. This
@@ -18,7 +18,7 @@ import time
 import torch
 from torch._dynamo.utils import counters
 
-from mmpe.benchmark import report, small_backbone
+from mmpe.analysis.benchmark import report, small_backbone
 
 MODELS = ('vit-rope_mixed', 'vit-rope_axial', 'vit-ape', 'swin-rope_mixed', 'swin-rpb')
 

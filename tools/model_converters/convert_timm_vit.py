@@ -1,6 +1,6 @@
 """Convert a ViT checkpoint (timm Eva or VisionTransformer, the RoPE-ViT authors' DeiT-III) for PEVisionTransformer.
 
-    python tools/convert_timm_vit.py vit_base_patch16_rope_mixed_224.safetensors out.pth
+    python tools/model_converters/convert_timm_vit.py vit_base_patch16_rope_mixed_224.safetensors out.pth
 
 The output holds {'state_dict': ...} and loads with
 ``init_cfg=dict(type='Pretrained', checkpoint='out.pth')``. Not needed to train: the backbone

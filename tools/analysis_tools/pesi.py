@@ -1,9 +1,9 @@
-"""PESI metrics (M_U, M_D, A_SU; LOOPE paper, DESIGN section 7) of mmpe's positional encodings,
+"""PESI metrics (M_U, M_D, A_SU; LOOPE paper, docs/design.md section 9) of mmpe's positional encodings,
 and maps of their similarity around a few centre cells.
 
-    python tools/pesi.py                                  # built-in encodings at 14x14, ViT-B widths
-    python tools/pesi.py --grids 14x14 7x7 16x24 --out work_dirs/pesi
-    python tools/pesi.py --checkpoint tc_ape=work_dirs/three_cell/checkpoints/ape_seed0.pth \\
+    python tools/analysis_tools/pesi.py                                  # built-in encodings at 14x14, ViT-B widths
+    python tools/analysis_tools/pesi.py --grids 14x14 7x7 16x24 --out work_dirs/pesi
+    python tools/analysis_tools/pesi.py --checkpoint tc_ape=work_dirs/three_cell/checkpoints/ape_seed0.pth \\
         --checkpoint tc_loope=work_dirs/three_cell/checkpoints/loope_seed0.pth --per-layer
 
 Built-in rows (widths of --embed-dims / --num-heads, seeded by --seed):
@@ -33,7 +33,7 @@ import torch.nn.functional as F
 
 from mmpe.analysis import (ape_table, backbone_state, cosine_similarity_map, loope_module, loope_static_table,
                            loope_table, pesi_from_similarity, raster_order, rope_kernel, rope_mixed_freqs,
-                           sincos_table, sinusoid_table, three_cell_images, three_cell_sample, write_table)
+                           pyplot, sincos_table, sinusoid_table, three_cell_images, three_cell_sample, write_table)
 from mmpe.converters import axial_as_mixed_freqs
 from mmpe.pos_embed import LearnedPosEmbed, RoPEMixed
 
@@ -142,9 +142,7 @@ def checkpoint_rows(args, name, path, hw):
 
 def plot_maps(rows, hw, path):
     """Similarity maps around a corner, the centre and an off-centre cell, one row per encoding."""
-    import matplotlib
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     h, w = hw
     centres = [(0, 0), (h // 2, w // 2), (h // 4, (3 * w) // 4)]
     fig, axes = plt.subplots(len(rows), len(centres), figsize=(2.2 * len(centres) + 1.5, 2.0 * len(rows) + 0.5),

@@ -1,11 +1,11 @@
 """Write the synthetic detection (COCO format) and segmentation (ADE20k layout) sets.
 
-    python tools/make_synthetic_data.py --out data/synthetic [--num-train 200 --num-val 50 --seed 0]
+    python tools/misc/make_synthetic_data.py --out data/synthetic [--num-train 200 --num-val 50 --seed 0]
 creates data/synthetic/det and data/synthetic/seg; the same seed gives the same files.
 ``--task halves`` (default) is the demo task, ``--task layout`` the encoding study's
 (absolute image half + relative layout, objects sized relative to the image; see
 mmpe/datasets/synthetic.py), e.g.
-    python tools/make_synthetic_data.py --task layout --out data/layout --height 128 --width 160
+    python tools/misc/make_synthetic_data.py --task layout --out data/layout --height 128 --width 160
 """
 import argparse
 import os.path as osp

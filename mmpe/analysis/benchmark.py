@@ -13,7 +13,7 @@ from typing import Callable, Dict, List, Optional
 
 import torch
 
-from .analysis.report import write_table
+from .report import pyplot, write_table
 
 MALLOC_ENV = {'MALLOC_MMAP_THRESHOLD_': '65536', 'MALLOC_TRIM_THRESHOLD_': '0'}
 
@@ -21,7 +21,7 @@ MALLOC_ENV = {'MALLOC_MMAP_THRESHOLD_': '65536', 'MALLOC_TRIM_THRESHOLD_': '0'}
 def small_backbone(name: str) -> torch.nn.Module:
     """A small backbone for soak and compile checks: 'vit-<encoding>' (ViT-16, 2 blocks, 64 wide)
     or 'swin-<encoding>' (Swin, 4 stages from 32 wide, window 7), e.g. 'swin-rope_mixed'."""
-    from .models import PESwinTransformer, PEVisionTransformer
+    from ..models import PESwinTransformer, PEVisionTransformer
     arch, encoding = name.split('-', 1)
     if arch == 'vit':
         return PEVisionTransformer(img_size=224, patch_size=16, embed_dims=64, depth=2, num_heads=4,
@@ -52,7 +52,7 @@ def time_interleaved(cases: Dict[str, Callable[[], object]], warmup: int = 2, re
     return {name: statistics.median(t) for name, t in times.items()}
 
 
-def _status_mb(field: str) -> float:
+def status_mb(field: str) -> float:
     """A memory figure of this process from /proc/self/status ('VmRSS', 'VmHWM'), in MiB."""
     with open('/proc/self/status') as f:
         line = next(line for line in f if line.startswith(field + ':'))
@@ -63,11 +63,11 @@ def _peak_worker(setup, args, queue) -> None:
     step = setup(*args)
     step()  # warm-up: creates gradients' allocator blocks, lazy tables, thread pools
     gc.collect()
-    before = _status_mb('VmRSS')  # model, inputs and whatever the step keeps between calls
+    before = status_mb('VmRSS')  # model, inputs and whatever the step keeps between calls
     with open('/proc/self/clear_refs', 'w') as f:
         f.write('5')  # reset the high-water mark VmHWM to the current resident size
     step()
-    queue.put(_status_mb('VmHWM') - before)
+    queue.put(status_mb('VmHWM') - before)
 
 
 def cpu_peak_memory_mb(setup: Callable, *args) -> float:
@@ -121,9 +121,7 @@ def report(rows: List[dict], baseline_of: Callable[[dict], Optional[dict]], valu
 
 
 def _plot(rows: List[dict], value: str, path: str, title: str) -> None:
-    import matplotlib
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     labels = [' / '.join(str(v) for k, v in row.items() if isinstance(v, str) and k != 'ratio') for row in rows]
     fig, ax = plt.subplots(figsize=(8, 0.4 * len(rows) + 1.5))
     ax.barh(labels, [row[value] for row in rows])

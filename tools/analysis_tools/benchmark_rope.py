@@ -1,7 +1,7 @@
 """Speed of rotating q and k with mmpe's RoPE-Axial / RoPE-Mixed against timm's apply_rot_embed_cat.
 
-    python tools/benchmark_rope.py                       # ViT-B shapes, 64x64 tokens, fp32 and bf16, CPU
-    python tools/benchmark_rope.py --grid 32x48 --repeats 21
+    python tools/analysis_tools/benchmark_rope.py                       # ViT-B shapes, 64x64 tokens, fp32 and bf16, CPU
+    python tools/analysis_tools/benchmark_rope.py --grid 32x48 --repeats 21
 
 q and k are the views of one qkv projection output (B, N, 3*h*d) -> (3, B, h, N, d), as in an
 attention layer: mmpe rotates the stacked ``qkv[:2]`` in one ``rotate`` call, timm applies
@@ -25,7 +25,7 @@ import os
 import torch
 from timm.layers.pos_embed_sincos import RotaryEmbeddingCat, RotaryEmbeddingMixed, apply_rot_embed_cat
 
-from mmpe.benchmark import report, time_interleaved
+from mmpe.analysis.benchmark import report, time_interleaved
 from mmpe.pos_embed import RoPEAxial, RoPEMixed, mixed_cos_sin, rope_coords, rotate_pairs
 
 DTYPES = {'fp32': torch.float32, 'bf16': torch.bfloat16, 'fp16': torch.float16}

@@ -1,12 +1,12 @@
 """Evaluate a checkpoint at several test resolutions: the test resize times each scale.
 
-    python tools/eval_multires.py CONFIG CHECKPOINT [--scales 0.5 0.75 1 1.25 1.5 2] [--out DIR]
+    python tools/analysis_tools/eval_multires.py CONFIG CHECKPOINT [--scales 0.5 0.75 1 1.25 1.5 2] [--out DIR]
         [--work-dir DIR] [--cfg-options k=v ...]
-    torchrun --nproc-per-node N tools/eval_multires.py CONFIG CHECKPOINT --launcher pytorch [...]
+    torchrun --nproc-per-node N tools/analysis_tools/eval_multires.py CONFIG CHECKPOINT --launcher pytorch [...]
 
 For each scale, mmengine's Runner tests the config with its test resize multiplied by the scale
 (inserted after image loading if the pipeline has none; an mmseg sliding-window crop is scaled
-too: ``mmpe.study.scale_test_cfg``), through the config's ``default_scope`` (mmdet CocoMetric,
+too: ``mmpe.analysis.study.scale_test_cfg``), through the config's ``default_scope`` (mmdet CocoMetric,
 mmseg IoUMetric, ...). Writes to ``--out`` (default ``WORK_DIR/multires``): multires.md/.csv
 (one row per scale, one column per metric), multires.png (each metric against scale), run.json
 (backbone, encoding, seed, config, checkpoint) and config.py (the config at scale 1).
@@ -20,8 +20,9 @@ import time
 from mmengine.dist import is_main_process
 
 import mmpe  # noqa: F401  (compatibility fixes and model registration)
-from mmpe.launch import add_common_args, build_runner, load_config
-from mmpe.study import MULTIRES, clean_metrics, pyplot, run_info, scale_test_cfg, write_table
+from mmpe.engine.launch import add_common_args, build_runner, load_config
+from mmpe.analysis.report import pyplot, write_table
+from mmpe.analysis.study import MULTIRES, clean_metrics, run_info, scale_test_cfg
 
 
 def plot_metrics(rows, path: str, title: str) -> None:

@@ -1,12 +1,12 @@
 """Swin-T speed and memory: mmdet's SwinTransformer vs PESwinTransformer ('rpb', 'rope_mixed',
-'rope_axial'), in one process with interleaved repeats (mmpe.benchmark).
+'rope_axial'), in one process with interleaved repeats (mmpe.analysis.benchmark).
 
-    python tools/benchmark_swin.py                       # 800x1333, batch 1, CPU fp32
-    python tools/benchmark_swin.py --size 224 320 --repeats 3
+    python tools/analysis_tools/benchmark_swin.py                       # 800x1333, batch 1, CPU fp32
+    python tools/analysis_tools/benchmark_swin.py --size 224 320 --repeats 3
 
 Tables (markdown, CSV, PNG) go to --out-dir: forward time (ratio to mmdet), forward+backward
 time (ratio to mmdet) and peak training memory of one forward+backward above the model (ratio
-to mmdet and to 'rpb'; mmpe.benchmark: CPU high-water mark in a fresh process per case, CUDA
+to mmdet and to 'rpb'; mmpe.analysis.benchmark: CPU high-water mark in a fresh process per case, CUDA
 max_memory_allocated).
 
 The kernels differ: mmdet's WindowMSA computes attention explicitly (q @ k^T, softmax, @ v),
@@ -19,7 +19,7 @@ import os
 
 import torch
 
-from mmpe.benchmark import cpu_peak_memory_mb, cuda_peak_memory_mb, report, time_interleaved
+from mmpe.analysis.benchmark import cpu_peak_memory_mb, cuda_peak_memory_mb, report, time_interleaved
 
 SWIN_T = dict(embed_dims=96, depths=(2, 2, 6, 2), num_heads=(3, 6, 12, 24), window_size=7, drop_path_rate=0.0)
 MODELS = ('mmdet SwinTransformer', 'mmpe rpb', 'mmpe rope_mixed', 'mmpe rope_axial')

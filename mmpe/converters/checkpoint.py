@@ -34,7 +34,7 @@ HF, TIMM = 'hf://', 'timm://'
 URL_SCHEMES = ('http://', 'https://')
 # Weight files of a hub repo named without FILE, in order of preference (then the repo's one *.pth).
 HUB_WEIGHT_FILES = ('model.safetensors', 'pytorch_model.bin')
-FETCH_TOOL = 'python tools/fetch_weights.py'
+FETCH_TOOL = 'python tools/misc/fetch_weights.py'
 
 
 # numpy's array, scalar and dtype reconstructors and types, which torch's weights_only unpickler may call:
@@ -273,8 +273,8 @@ def read_checkpoint(path: str, map_location='cpu', trust_pickle: bool = False) -
         reason = str(err).strip().splitlines()[0] if str(err).strip() else ''
         raise ValueError(f'{path!r} is not a checkpoint file that safetensors or torch.load(weights_only=True) '
                          f'can read ({type(err).__name__}: {reason}). If it is a torch file you trust that '
-                         f'pickles other objects, convert it once with tools/convert_timm_vit.py or '
-                         f'tools/convert_swin.py --trust-pickle') from err
+                         f'pickles other objects, convert it once with tools/model_converters/convert_timm_vit.py or '
+                         f'tools/model_converters/convert_swin.py --trust-pickle') from err
 
 
 def load_checkpoint(name: str, map_location='cpu') -> dict:

@@ -1,9 +1,9 @@
-"""The Three-Cell Experiment (LOOPE paper; DESIGN section 7): can a small ViT learn the distance,
+"""The Three-Cell Experiment (LOOPE paper; docs/design.md section 9): can a small ViT learn the distance,
 orientation, area and vector-sum relations of three coloured cells with each encoding?
 
-    OMP_NUM_THREADS=1 python tools/three_cell.py             # the full table: 12 CPU-minutes (1 thread)
-    OMP_NUM_THREADS=1 python tools/three_cell.py --quick     # smoke test: tiny model, a few steps
-    python tools/three_cell.py --encodings ape rope_mixed --seeds 0 1 2 --steps 1000 --out work_dirs/tc
+    OMP_NUM_THREADS=1 python tools/analysis_tools/three_cell.py             # the full table: 12 CPU-minutes (1 thread)
+    OMP_NUM_THREADS=1 python tools/analysis_tools/three_cell.py --quick     # smoke test: tiny model, a few steps
+    python tools/analysis_tools/three_cell.py --encodings ape rope_mixed --seeds 0 1 2 --steps 1000 --out work_dirs/tc
 
 Per encoding and seed: mmpe's PEVisionTransformer (one patch per cell, no CLS token,
 ``pos_embed=dict(type=ENCODING)``), mean-pooled over the patch tokens, a linear head to the six
@@ -15,7 +15,7 @@ Writes to --out: ``runs.jsonl`` (one line per run with its settings; a rerun ski
 there with the same settings, so an interrupted study resumes), ``three_cell.md/.csv`` (group
 accuracies, mean and std over seeds, and the majority-class row: the accuracy of always answering
 each target's more frequent label on the test set), ``three_cell_runs.md/.csv`` (every run), and
-``checkpoints/ENCODING_seedS.pth`` (the trained model, readable by ``tools/pesi.py --checkpoint``).
+``checkpoints/ENCODING_seedS.pth`` (the trained model, readable by ``tools/analysis_tools/pesi.py --checkpoint``).
 """
 import argparse
 import json

@@ -1,0 +1,2 @@
+"""Running: compatibility fixes for torch 2.14 (``compat``), training hooks (``hooks``), the
+train/test entry points' helpers (``launch``) and the pre-flight check of a config (``preflight``)."""
