@@ -3,10 +3,13 @@
 ``timm_vit_layout`` tells the layouts apart (``VIT_LAYOUTS``); ``convert_timm_vit`` converts them:
 
 - 'eva': timm's ``Eva`` class, which holds the RoPE-ViT authors' weights in timm
-  (``vit_{small,base,large}_patch16_rope{,_mixed}{,_ape}_224.naver_in1k``) and EVA models:
-  LayerScale as ``blocks.i.gamma_1/gamma_2``, RoPE-Mixed frequencies as one ``rope.freqs``
-  (2, depth, heads, head_dim/2) = [fx, fy] over the 'xy' grid (x = column, y = row), and for
-  EVA attention a qkv bias split into ``q_bias``/``v_bias`` (the k bias is fixed at 0).
+  (``vit_{small,base,large}_patch16_rope{,_mixed}{,_ape}_224.naver_in1k``), EVA models and DINOv3
+  (``vit_{small,small_plus,base,large}_patch16_dinov3{,_qkvb}.lvd1689m``): LayerScale as
+  ``blocks.i.gamma_1/gamma_2``, RoPE-Mixed frequencies as one ``rope.freqs`` (2, depth, heads,
+  head_dim/2) = [fx, fy] over the 'xy' grid (x = column, y = row), for EVA attention a qkv bias
+  split into ``q_bias``/``v_bias`` (the k bias is fixed at 0: ``mask_k_bias``), register tokens as
+  ``reg_token`` (1, R, C) and a SwiGLU MLP as ``mlp.fc1_g/fc1_x/fc2``, the names of ours. DINOv3's
+  RoPE has no parameters (its ``rope.periods`` are derived, not stored).
 - 'deit3': the RoPE-ViT authors' own DeiT-III checkpoints (``naver-ai/{rope_axial_,rope_mixed_,
   rope_axial_ape_,rope_mixed_ape_,}deit_{small,base,large}_patch16_LS``, ``checkpoint['model']``):
   Eva's names (``gamma_1``, ``attn.qkv``), but RoPE-Mixed frequencies as a top-level ``freqs``
@@ -22,9 +25,11 @@ DeiT-III, RoPE+APE) or P prefix rows (CLS, registers); it becomes ``pos_embed.po
 (1, N, C) and, when P > 0, ``pos_embed.prefix_pos_embed`` (1, P, C), which the backbone
 learns only with ``pos_embed=dict(type='ape', embed_prefix=True)``.
 Axial RoPE has no parameters: timm's and the authors' axial tables (index grid, 'xy', temperature
-100, bands ``100 ** (-4k/d)``) are exactly docs/design.md's RoPE-Axial with theta 100, so nothing is
-converted for it. Derived RoPE tables and the classification head are dropped and listed
-in the returned ``ignored`` mapping; every other key is passed on for the loader to report.
+100, bands ``100 ** (-4k/d)``) are exactly docs/design.md's RoPE-Axial with theta 100, and DINOv3's
+(periods ``100 ** (4k/d)`` over centred coordinates in [-1, 1], rotate_half, rows first) is RoPE-Axial
+with theta 100, coords='centered', pairing='half', axes='yx', so nothing is converted for either.
+Derived RoPE tables and the classification head are dropped and listed in the returned ``ignored``
+mapping; every other key is passed on for the loader to report.
 """
 import math
 from typing import Dict, Optional, Tuple
@@ -38,7 +43,7 @@ HEAD_PREFIXES = ('head.', 'head_dist.', 'fc_norm.')
 
 VIT_LAYOUTS = {
     'mmpe': "mmpe's PEVisionTransformer",
-    'eva': 'timm Eva (timm\'s RoPE-ViT and EVA weights)',
+    'eva': "timm Eva (timm's RoPE-ViT, EVA and DINOv3 weights)",
     'deit3': "the RoPE-ViT authors' DeiT-III (naver-ai/*deit*_LS; timm's Eva RoPE-Axial weights share it)",
     'vit': 'timm VisionTransformer (DeiT-III, AugReg)',
 }
@@ -52,9 +57,11 @@ def timm_vit_layout(state_dict: StateDict) -> str:
                          'key prefix such as "backbone."?')
     if any(k.startswith('pos_embed.') or '.attn.pos_embed.' in k for k in state_dict):
         return 'mmpe'
-    if 'rope.freqs' in state_dict or any(k.endswith(('.attn.q_bias', '.attn.v_bias')) for k in state_dict):
+    gamma = any(k.endswith('.gamma_1') for k in state_dict)
+    if 'rope.freqs' in state_dict or any(k.endswith(('.attn.q_bias', '.attn.v_bias')) for k in state_dict) \
+            or (gamma and 'reg_token' in state_dict):  # DINOv3 without qkv bias: Eva with registers
         return 'eva'
-    if 'freqs' in state_dict or 'freqs_t_x' in state_dict or any(k.endswith('.gamma_1') for k in state_dict):
+    if 'freqs' in state_dict or 'freqs_t_x' in state_dict or gamma:
         return 'deit3'
     return 'vit'
 

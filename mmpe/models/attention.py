@@ -10,6 +10,15 @@ from ..pos_embed.grid import HW
 from ..pos_embed.rope import IDENTITY, Affine
 
 
+class KMaskedBiasLinear(nn.Linear):
+    """The qkv projection C -> 3C whose bias has its k third fixed at zero (DINOv3's ``LinearKMaskedBias``,
+    timm Eva's q_bias / zero k_bias / v_bias): ``bias`` keeps all 3C entries, its k part is never
+    used (and so gets no gradient)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        q_bias, k_bias, v_bias = self.bias.chunk(3)
+        return F.linear(x, self.weight, torch.cat([q_bias, torch.zeros_like(k_bias), v_bias]))
+
 
 class PosAttention(nn.Module):
     """Self-attention over tokens (B, P + H*W, C) through scaled_dot_product_attention.
@@ -20,19 +29,23 @@ class PosAttention(nn.Module):
 
     Args:
         embed_dims: C.  num_heads: h (C % h == 0).  qkv_bias: bias of the qkv projection.
+        mask_k_bias: keep the k part of that bias at zero (``KMaskedBiasLinear``; needs qkv_bias).
         qk_scale: logit scale (default head_dim ** -0.5).  attn_drop, proj_drop: dropout rates.
         pos_embed: the encoding of this layer, or None.
     """
 
     def __init__(self, embed_dims: int, num_heads: int, qkv_bias: bool = True, qk_scale: Optional[float] = None,
-                 attn_drop: float = 0.0, proj_drop: float = 0.0, pos_embed: Optional[AttentionPosEmbed] = None):
+                 attn_drop: float = 0.0, proj_drop: float = 0.0, pos_embed: Optional[AttentionPosEmbed] = None,
+                 mask_k_bias: bool = False):
         super().__init__()
         if embed_dims % num_heads:
             raise ValueError(f'embed_dims={embed_dims} must be divisible by num_heads={num_heads}')
+        if mask_k_bias and not qkv_bias:
+            raise ValueError('mask_k_bias=True masks part of the qkv bias: it needs qkv_bias=True')
         self.num_heads = num_heads
         self.head_dim = embed_dims // num_heads
         self.scale = qk_scale or self.head_dim ** -0.5
-        self.qkv = nn.Linear(embed_dims, embed_dims * 3, bias=qkv_bias)
+        self.qkv = (KMaskedBiasLinear if mask_k_bias else nn.Linear)(embed_dims, embed_dims * 3, bias=qkv_bias)
         self.attn_drop = attn_drop
         self.proj = nn.Linear(embed_dims, embed_dims)
         self.proj_drop = nn.Dropout(proj_drop)

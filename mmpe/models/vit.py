@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from mmengine.logging import print_log
 from mmengine.model import BaseModule
-from timm.layers import DropPath, LayerScale, Mlp, PatchEmbed
+from timm.layers import DropPath, LayerScale, Mlp, PatchEmbed, SwiGLU
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
@@ -21,6 +21,9 @@ from .registry import register_model
 from .attention import PosAttention
 
 VIT_ENCODINGS = BACKBONE_ENCODINGS['vit']
+MLP_TYPES = ('mlp', 'swiglu')
+# RoPE coordinate modes of window attention: window-local indices, or 'centered' over the window
+WINDOW_COORDS = ('index', 'centered')
 
 
 @table_cache(maxsize=16)
@@ -41,9 +44,9 @@ class PEViTBlock(nn.Module):
 
     Global attention sees all P + H*W tokens, RoPE at the patch coordinates transformed by
     ``affine`` (see ``PEVisionTransformer``). With ``window_size`` > 0 (ViTDet) the grid is
-    padded to whole windows, each window attends inside itself (padding masked out, RoPE
-    with window-local index coordinates, ``affine`` not used: scores depend only on offsets,
-    so they equal global index coordinates), and the result is cropped back; prefix tokens (CLS) skip the attention of
+    padded to whole windows, each window attends inside itself (padding masked out, RoPE at the
+    window-local coordinates 0 .. ws-1 transformed by ``window_affine``, the forward's ``affine``
+    not used), and the result is cropped back; prefix tokens (CLS, registers) skip the attention of
     such a block (its residual leaves them unchanged) but still go through the MLP.
 
     Args:
@@ -52,21 +55,31 @@ class PEViTBlock(nn.Module):
         drop_rate: dropout after attention projection and in the MLP.  attn_drop_rate: attention dropout.
         drop_path: stochastic depth rate.  window_size: 0 for global attention.
         pos_embed: this block's attention encoding (RoPE) or None.  num_prefix_tokens: P.  norm_eps: LayerNorm eps.
+        mask_k_bias: the k part of the qkv bias fixed at zero (``KMaskedBiasLinear``).
+        mlp_type: 'mlp' (timm ``Mlp``, GELU) or 'swiglu' (timm ``SwiGLU``: ``fc1_g``, ``fc1_x``, ``fc2``,
+            hidden width int(C mlp_ratio) rounded up to a multiple of ``swiglu_align_to`` if > 0).
+        window_affine: the RoPE coordinate transform of the window grid (``coords_affine``).
     """
 
     def __init__(self, embed_dims: int, num_heads: int, mlp_ratio: float = 4.0, qkv_bias: bool = True,
                  layer_scale_init_value: Optional[float] = None, drop_rate: float = 0.0, attn_drop_rate: float = 0.0,
                  drop_path: float = 0.0, window_size: int = 0, pos_embed: Optional[nn.Module] = None,
-                 num_prefix_tokens: int = 0, norm_eps: float = 1e-6):
+                 num_prefix_tokens: int = 0, norm_eps: float = 1e-6, mask_k_bias: bool = False,
+                 mlp_type: str = 'mlp', swiglu_align_to: int = 0, window_affine: Affine = IDENTITY):
         super().__init__()
         self.window_size = window_size
+        self.window_affine = window_affine
         self.num_prefix_tokens = num_prefix_tokens
         self.norm1 = nn.LayerNorm(embed_dims, eps=norm_eps)
         self.attn = PosAttention(embed_dims, num_heads, qkv_bias, attn_drop=attn_drop_rate, proj_drop=drop_rate,
-                                 pos_embed=pos_embed)
+                                 pos_embed=pos_embed, mask_k_bias=mask_k_bias)
         self.ls1 = LayerScale(embed_dims, layer_scale_init_value) if layer_scale_init_value else nn.Identity()
         self.norm2 = nn.LayerNorm(embed_dims, eps=norm_eps)
-        self.mlp = Mlp(embed_dims, int(embed_dims * mlp_ratio), drop=drop_rate)
+        hidden = int(embed_dims * mlp_ratio)
+        if mlp_type == 'swiglu':
+            self.mlp = SwiGLU(embed_dims, hidden, drop=drop_rate, align_to=swiglu_align_to)
+        else:
+            self.mlp = Mlp(embed_dims, hidden, drop=drop_rate)
         self.ls2 = LayerScale(embed_dims, layer_scale_init_value) if layer_scale_init_value else nn.Identity()
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
 
@@ -92,7 +105,7 @@ class PEViTBlock(nn.Module):
         # compiled: one graph for every size (a zero mask when the grid fills the windows)
         if torch.compiler.is_compiling() or grid.shape[1:3] != (h, w):
             mask = window_padding_mask((h, w), ws, x.device, x.dtype).repeat(b, 1, 1, 1)
-        out = self.attn(windows, (ws, ws), 0, mask)
+        out = self.attn(windows, (ws, ws), 0, mask, self.window_affine)
         out = out.view(b, rows, cols, ws, ws, c).transpose(2, 3).reshape(b, rows * ws, cols * ws, c)
         out = crop_to_tokens(out, hw)
         return F.pad(out, (0, 0, p, 0)) if p else out
@@ -110,37 +123,49 @@ class PEVisionTransformer(BaseModule):
         img_size: reference image size (int or (H, W)); its patch grid is the grid of the
             learned APE table and of LOOPE's context='mlp' head. Inputs may have any size.
         patch_size, in_channels, embed_dims, depth, num_heads, mlp_ratio, qkv_bias: as in ViT.
+        mask_k_bias: keep the k part of the qkv bias at zero (DINOv3's ``LinearKMaskedBias``, timm
+            Eva's q_bias / v_bias); needs qkv_bias.
+        mlp_type: 'mlp' (GELU MLP) or 'swiglu' (timm's ``SwiGLU``, DINOv3 S+ / H+); its hidden width
+            int(embed_dims * mlp_ratio) is rounded up to a multiple of ``swiglu_align_to`` (timm
+            Eva's ``swiglu_align_to``; 8 for DINOv3) when > 0.
         layer_scale_init_value: LayerScale init value (DeiT-III 1e-6, RoPE-ViT 1e-5), None: off.
         drop_rate, attn_drop_rate, drop_path_rate: dropout, attention dropout, stochastic depth
             (linearly increasing over blocks up to drop_path_rate).
         with_cls_token: prepend a CLS token (dropped from the output maps).
+        num_reg_tokens: register ('storage') tokens after the CLS token (timm ``reg_token``, DINOv3: 4),
+            dropped from the output maps. Like CLS, they are prefix tokens: never rotated by RoPE,
+            and given APE only with ``embed_prefix=True``.
         pos_embed: the encoding, ``dict(type=..., ...)`` with type one of 'ape', 'sincos',
             'rope_axial', 'rope_mixed' (both RoPE also ``with_ape=True``), 'loope', 'none'.
-            RoPE-Axial uses theta 100 unless given. RoPE coordinates (global attention only):
+            RoPE-Axial uses theta 100 unless given. RoPE coordinates:
             ``coords='index'`` (default) the patch column and row; ``coords='interpolate'``
             (x + 0.5) W_ref / W - 0.5 and (y + 0.5) H_ref / H - 0.5 on an H x W grid, where
             (H_ref, W_ref) = img_size // patch_size: every grid spans the reference grid's
-            extent, and at the reference grid it equals 'index'. ``coord_aug=dict(shift=s,
-            jitter=j, rescale=r)`` (DINOv3's augmentation; default None) transforms them at
-            random in training only (never in eval): one draw per forward, shared by every
-            block and every image (its RoPE tables are built once per forward, not cached),
-            from torch's global generator (seeded by mmengine's
+            extent, and at the reference grid it equals 'index'; ``coords='centered'`` DINOv3's
+            patch centres in [-1, 1] (times 2 pi), normalised per ``normalize_coords``.
+            RoPE-Axial's ``pairing='half'`` and ``axes='yx'`` give DINOv3's channel layout; DINOv3
+            is ``dict(type='rope_axial', theta=100, coords='centered', pairing='half', axes='yx')``.
+            ``coord_aug=dict(shift=s, jitter=j, rescale=r)`` (DINOv3's augmentation; default None)
+            transforms them at random in training only (never in eval): one draw per forward,
+            shared by every block and every image (its RoPE tables are built once per forward, not
+            cached), from torch's global generator (seeded by mmengine's
             ``randomness.seed``, saved and restored by ``mmpe.engine.hooks.RandomStateHook``, so
             resumed runs repeat); see ``mmpe.pos_embed.rope.coords_affine``.
         window_size: 0 for global attention in every block; > 0 for ViTDet window attention
-            in all blocks except ``global_attn_indices`` (padding is masked; a CLS token only
-            takes part in the attention of global blocks, see ``PEViTBlock``). Windows use
-            window-local RoPE coordinates, so window_size > 0 needs RoPE ``coords='index'``
-            and ``coord_aug=None`` (ValueError otherwise).
+            in all blocks except ``global_attn_indices`` (padding is masked; prefix tokens only
+            take part in the attention of global blocks, see ``PEViTBlock``). Windows use
+            window-local RoPE coordinates: indices 0 .. ws-1, or with ``coords='centered'``
+            centred coordinates normalised over the ws x ws window; window_size > 0 needs RoPE
+            ``coords`` 'index' or 'centered' and ``coord_aug=None`` (ValueError otherwise).
         out_indices: blocks (int or sequence, negative from the end) whose outputs are returned.
         final_norm: apply the final LayerNorm ``norm`` to the output of the last block.
         norm_eps: LayerNorm epsilon (1e-6 as timm).
-        frozen_stages: -1 trains all; k >= 0 freezes patch embedding, CLS token and token
+        frozen_stages: -1 trains all; k >= 0 freezes patch embedding, CLS and register tokens and token
             encoding, plus blocks 0..k-1 (and ``norm`` when k == depth).
         with_cp: gradient checkpointing of every block in training.
         init_cfg: mmengine init config. ``dict(type='Pretrained', checkpoint=..., prefix=None)``
             with a path, URL, ``hf://`` or ``timm://`` name (``mmpe.converters.checkpoint``): the layout is
-            detected (timm Eva RoPE-ViT or VisionTransformer, the RoPE-ViT authors' DeiT-III,
+            detected (timm Eva: RoPE-ViT, DINOv3; timm VisionTransformer, the RoPE-ViT authors' DeiT-III,
             mmpe's own; .pth or .safetensors) and converted on the fly; missing, unexpected and
             ignored keys are logged.
 
@@ -159,14 +184,23 @@ class PEVisionTransformer(BaseModule):
                  attn_drop_rate: float = 0.0, drop_path_rate: float = 0.0, with_cls_token: bool = True,
                  pos_embed: dict = dict(type='ape'), window_size: int = 0, global_attn_indices: Sequence[int] = (),
                  out_indices: Union[int, Sequence[int]] = -1, final_norm: bool = True, norm_eps: float = 1e-6,
-                 frozen_stages: int = -1, with_cp: bool = False, init_cfg: Optional[dict] = None):
+                 frozen_stages: int = -1, with_cp: bool = False, num_reg_tokens: int = 0, mask_k_bias: bool = False,
+                 mlp_type: str = 'mlp', swiglu_align_to: int = 0, init_cfg: Optional[dict] = None):
         super().__init__(init_cfg=init_cfg)
         kind, params = parse_pos_embed_cfg(pos_embed)
         if kind not in VIT_ENCODINGS:
             raise ValueError(f'PEVisionTransformer pos_embed type={kind!r} is not supported; accepted: '
                              f'{", ".join(map(repr, VIT_ENCODINGS))}')
         if window_size:
-            check_window_local_coords(kind, params, f'PEVisionTransformer with window_size={window_size}')
+            check_window_local_coords(kind, params, f'PEVisionTransformer with window_size={window_size}',
+                                      WINDOW_COORDS)
+        if mlp_type not in MLP_TYPES:
+            raise ValueError(f'mlp_type={mlp_type!r} is not supported; accepted: {", ".join(map(repr, MLP_TYPES))}')
+        if swiglu_align_to < 0 or (swiglu_align_to and mlp_type != 'swiglu'):
+            raise ValueError(f"swiglu_align_to={swiglu_align_to} must be 0, or positive with mlp_type='swiglu' "
+                             f'(got mlp_type={mlp_type!r})')
+        if num_reg_tokens < 0:
+            raise ValueError(f'num_reg_tokens={num_reg_tokens} must be 0 or positive')
         img_size = (img_size, img_size) if isinstance(img_size, int) else tuple(img_size)
         if min(img_size) < patch_size:
             raise ValueError(f'img_size={img_size} must be at least patch_size={patch_size}')
@@ -184,17 +218,21 @@ class PEVisionTransformer(BaseModule):
         self.in_channels = in_channels
         self.embed_dims = embed_dims
         self.num_heads = num_heads
-        self.num_prefix_tokens = int(with_cls_token)
+        self.num_prefix_tokens = int(with_cls_token) + num_reg_tokens
         self.out_indices = sorted(i % depth for i in out_indices)
         self.frozen_stages = frozen_stages
         self.with_cp = with_cp
         self.ref_grid = (img_size[0] // patch_size, img_size[1] // patch_size)
         self.rope_coords = params.get('coords', 'index')
+        self.rope_normalize_coords = params.get('normalize_coords', 'separate')
         self.rope_coord_aug = params.get('coord_aug')
+        window_affine = coords_affine((window_size, window_size), (window_size, window_size), self.rope_coords,
+                                      None, self.rope_normalize_coords) if window_size else IDENTITY
 
         self.patch_embed = PatchEmbed(None, patch_size, in_channels, embed_dims, output_fmt='NHWC',
                                       strict_img_size=False)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dims)) if with_cls_token else None
+        self.reg_token = nn.Parameter(torch.zeros(1, num_reg_tokens, embed_dims)) if num_reg_tokens else None
         self.pos_embed = build_pos_embed(
             pos_embed, 'token', embed_dims=embed_dims, grid_size=self.ref_grid,
             patch_size=patch_size, in_channels=in_channels, num_prefix_tokens=self.num_prefix_tokens)
@@ -205,22 +243,23 @@ class PEVisionTransformer(BaseModule):
                        drop_paths[i], 0 if i in global_attn_indices else window_size,
                        build_pos_embed(pos_embed, 'attention', num_heads=num_heads,
                                        head_dim=embed_dims // num_heads, axial_theta=100.0),
-                       self.num_prefix_tokens, norm_eps)
+                       self.num_prefix_tokens, norm_eps, mask_k_bias, mlp_type, swiglu_align_to, window_affine)
             for i in range(depth))
         self.norm = nn.LayerNorm(embed_dims, eps=norm_eps) if final_norm else None
         self._init_default_weights()
         self._freeze_stages()
 
     def _init_default_weights(self) -> None:
-        """timm's ViT init: truncated normal (std .02) for block Linears and the CLS token;
+        """timm's ViT init: truncated normal (std .02) for block Linears, the CLS and register tokens;
         encodings keep their own init (e.g. LOOPE's zero head)."""
         for m in self.blocks.modules():
             if isinstance(m, nn.Linear):
                 nn.init.trunc_normal_(m.weight, std=0.02)
                 if m.bias is not None:
                     nn.init.zeros_(m.bias)
-        if self.cls_token is not None:
-            nn.init.trunc_normal_(self.cls_token, std=0.02)
+        for token in (self.cls_token, self.reg_token):
+            if token is not None:
+                nn.init.trunc_normal_(token, std=0.02)
 
     def init_weights(self) -> None:
         if isinstance(self.init_cfg, dict) and self.init_cfg.get('type') == 'Pretrained':
@@ -271,8 +310,9 @@ class PEVisionTransformer(BaseModule):
             if m is not None:
                 m.eval()
                 m.requires_grad_(False)
-        if self.cls_token is not None:
-            self.cls_token.requires_grad_(False)
+        for token in (self.cls_token, self.reg_token):
+            if token is not None:
+                token.requires_grad_(False)
 
     def train(self, mode: bool = True):
         super().train(mode)
@@ -292,12 +332,14 @@ class PEVisionTransformer(BaseModule):
         b, h, w, c = tokens.shape
         hw = (h, w)
         tokens = tokens.reshape(b, h * w, c)
-        if self.cls_token is not None:
-            tokens = torch.cat([self.cls_token.expand(b, -1, -1), tokens], dim=1)
+        prefix = [t.expand(b, -1, -1) for t in (self.cls_token, self.reg_token) if t is not None]
+        if prefix:
+            tokens = torch.cat([*prefix, tokens], dim=1)
         if self.pos_embed is not None:
             tokens = self.pos_embed(tokens, hw, images)
         tokens = self.pos_drop(tokens)
-        affine = coords_affine(hw, self.ref_grid, self.rope_coords, self.rope_coord_aug if self.training else None)
+        affine = coords_affine(hw, self.ref_grid, self.rope_coords, self.rope_coord_aug if self.training else None,
+                               self.rope_normalize_coords)
         outs = []
         last = len(self.blocks) - 1
         for i, block in enumerate(self.blocks):

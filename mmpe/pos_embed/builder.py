@@ -4,15 +4,17 @@ from typing import Optional, Tuple
 from torch import nn
 
 from .absolute import LearnedPosEmbed, LOOPEPosEmbed, SinCosPosEmbed
-from .rope import RoPEAxial, RoPEMixed
+from .rope import AXES, COORDS, NORMALIZE_COORDS, PAIRINGS, RoPEAxial, RoPEMixed
 from .rpb import RelativePositionBias
 
 # Accepted parameters of each encoding type, with their defaults.
 ENCODINGS = {
     'ape': dict(embed_prefix=False),
     'sincos': dict(),
-    'rope_axial': dict(theta=None, with_ape=False, embed_prefix=False, coords='index', coord_aug=None),
-    'rope_mixed': dict(theta=10.0, with_ape=False, embed_prefix=False, coords='index', coord_aug=None),
+    'rope_axial': dict(theta=None, with_ape=False, embed_prefix=False, coords='index', normalize_coords='separate',
+                       coord_aug=None, pairing='interleaved', axes='xy'),
+    'rope_mixed': dict(theta=10.0, with_ape=False, embed_prefix=False, coords='index', normalize_coords='separate',
+                       coord_aug=None),
     'loope': dict(context='conv'),
     'rpb': dict(),
     'none': dict(),
@@ -34,14 +36,18 @@ ENCODING_PRESETS = {
     'none': dict(type='none'),
 }
 ROLES = ('token', 'attention')
-# RoPE coordinate modes and the coordinate augmentation's parameters with their no-op values
-# (``mmpe.pos_embed.rope.coords_affine`` defines them).
-ROPE_COORDS = ('index', 'interpolate')
+# The coordinate augmentation's parameters with their no-op values (``mmpe.pos_embed.rope.coords_affine``
+# defines them, and the accepted values of coords, normalize_coords, pairing and axes).
 COORD_AUG = dict(shift=0.0, jitter=1.0, rescale=1.0)
 
 
 def _fmt(values) -> str:
     return ', '.join(repr(v) for v in values)
+
+
+def _check_choice(name: str, value, accepted) -> None:
+    if value not in accepted:
+        raise ValueError(f'pos_embed {name}={value!r} is not supported; accepted: {_fmt(accepted)}')
 
 
 def parse_pos_embed_cfg(cfg: dict) -> Tuple[str, dict]:
@@ -64,9 +70,15 @@ def parse_pos_embed_cfg(cfg: dict) -> Tuple[str, dict]:
     if theta is not None and not (isinstance(theta, (int, float)) and theta > 0):
         raise ValueError(f'pos_embed theta must be a positive number, got {theta!r}')
     if kind.startswith('rope'):
-        if params['coords'] not in ROPE_COORDS:
-            raise ValueError(f"pos_embed coords={params['coords']!r} is not supported; accepted: {_fmt(ROPE_COORDS)}")
+        _check_choice('coords', params['coords'], COORDS)
+        _check_choice('normalize_coords', params['normalize_coords'], NORMALIZE_COORDS)
+        if params['normalize_coords'] != 'separate' and params['coords'] != 'centered':
+            raise ValueError(f"pos_embed normalize_coords={params['normalize_coords']!r} needs coords='centered', "
+                             f"got coords={params['coords']!r}")
         params['coord_aug'] = _parse_coord_aug(params['coord_aug'])
+    if kind == 'rope_axial':
+        _check_choice('pairing', params['pairing'], PAIRINGS)
+        _check_choice('axes', params['axes'], AXES)
     return kind, params
 
 
@@ -88,14 +100,15 @@ def _parse_coord_aug(aug) -> Optional[dict]:
     return aug
 
 
-def check_window_local_coords(kind: str, params: dict, owner: str) -> None:
-    """Raise unless a RoPE encoding keeps plain indices without augmentation: ``owner`` attends in
-    windows, whose RoPE coordinates are window-local (0 .. window-1), so 'interpolate' and coord_aug
-    have no meaning there."""
-    if kind.startswith('rope') and (params['coords'] != 'index' or params['coord_aug'] is not None):
+def check_window_local_coords(kind: str, params: dict, owner: str, coords=('index',)) -> None:
+    """Raise unless a RoPE encoding uses one of ``coords`` (the modes ``owner`` implements in windows)
+    without augmentation: ``owner`` attends in windows, whose RoPE coordinates are window-local
+    (index: 0 .. window-1; 'centered': normalised over the window), so 'interpolate' (relative to the
+    pretraining grid) and coord_aug have no meaning there."""
+    if kind.startswith('rope') and (params['coords'] not in coords or params['coord_aug'] is not None):
         raise ValueError(f"{owner} attends in windows with window-local RoPE coordinates: pos_embed needs "
-                         f"coords='index' and coord_aug=None, got coords={params['coords']!r}, "
-                         f"coord_aug={params['coord_aug']!r} (these options are for global attention: "
+                         f"coords in ({_fmt(coords)}) and coord_aug=None, got coords={params['coords']!r}, "
+                         f"coord_aug={params['coord_aug']!r} (the other options are for global attention: "
                          f"PEVisionTransformer with window_size=0)")
 
 
@@ -130,7 +143,7 @@ def build_pos_embed(cfg: dict, role: str, *, embed_dims: Optional[int] = None, g
         if kind.startswith('rope') and head_dim % 4:
             raise ValueError(f'{kind} needs a head dimension divisible by 4, got head_dim={head_dim}')
         if kind == 'rope_axial':
-            return RoPEAxial(head_dim, p['theta'] if p['theta'] is not None else axial_theta)
+            return RoPEAxial(head_dim, p['theta'] if p['theta'] is not None else axial_theta, p['pairing'], p['axes'])
         if kind == 'rope_mixed':
             return RoPEMixed(num_heads, head_dim, p['theta'])
         if kind == 'rpb':

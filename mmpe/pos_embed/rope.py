@@ -1,15 +1,16 @@
 """Rotary position embeddings (RoPE-Axial, RoPE-Mixed) for 2D patch grids.
 
-Layout follows the official RoPE-ViT code and timm: channels (2i, 2i+1) of a head form
-one complex number, rotated by angle a_i:
+Pairing: channels (2i, 2i+1) of a head form one complex number ('interleaved', the official
+RoPE-ViT code and timm's default), or channels (i, i + d/2) ('half', DINOv3 and timm's
+``rotate_half``); pair i is rotated by angle a_i:
 ``(x0, x1) -> (x0 cos a - x1 sin a, x0 sin a + x1 cos a)``.
 Angles, their cosines and sines are float32 whatever the input dtype (AMP included); the
 rotation is computed against those float32 tables and the result cast back to the input dtype.
 
 Coordinates: token n of a row-major H x W grid has column x = n % W and row y = n // W
 ('index'), or an affine transform of them per axis, ``affine = (a_x, b_x, a_y, b_y)``:
-x' = a_x x + b_x, y' = a_y y + b_y (``coords_affine``: the 'interpolate' mode and the train-time
-coordinate augmentation). The transform is part of the tables' cache keys; the identity
+x' = a_x x + b_x, y' = a_y y + b_y (``coords_affine``: the 'interpolate' and 'centered' modes and
+the train-time coordinate augmentation). The transform is part of the tables' cache keys; the identity
 (1, 0, 1, 0) uses exactly the keys and tables of plain indices. A random draw of the augmentation
 is a ``OneOffKey``: its tables are built once per forward, shared by its layers, and never cached.
 
@@ -38,19 +39,41 @@ def axial_magnitudes(head_dim: int, theta: float) -> torch.Tensor:
 
 Affine = Tuple[float, float, float, float]
 IDENTITY: Affine = (1.0, 0.0, 1.0, 0.0)
+COORDS = ('index', 'interpolate', 'centered')  # coordinate modes (``coords_affine``)
+NORMALIZE_COORDS = ('separate', 'min', 'max')  # what 'centered' coordinates are normalised by
+PAIRINGS = ('interleaved', 'half')  # channel pairs: (2i, 2i+1) or (i, i + d/2)
+AXES = ('xy', 'yx')  # RoPE-Axial's axis blocks: x first or y first
 
 
-def coords_affine(hw: HW, ref_hw: HW, coords: str = 'index', aug: Optional[dict] = None) -> Affine:
+def normalizing_sizes(hw: HW, normalize_coords: str) -> HW:
+    """(H_n, W_n), the sizes 'centered' coordinates divide by: (H, W) ('separate'), min(H, W) or max(H, W)
+    for both ('min', 'max')."""
+    if normalize_coords == 'separate':
+        return hw
+    if normalize_coords in ('min', 'max'):
+        n = min(hw) if normalize_coords == 'min' else max(hw)
+        return n, n
+    raise ValueError(f'normalize_coords must be one of {", ".join(map(repr, NORMALIZE_COORDS))}, '
+                     f'got {normalize_coords!r}')
+
+
+def coords_affine(hw: HW, ref_hw: HW, coords: str = 'index', aug: Optional[dict] = None,
+                  normalize_coords: str = 'separate') -> Affine:
     """The per-axis transform ``(a_x, b_x, a_y, b_y)`` of the patch coordinates of an H x W grid
     (docs/design.md section 2); ``ref_hw`` = (H_ref, W_ref) is the backbone's pretraining grid.
 
     coords='index': x, y unchanged. coords='interpolate': x' = (x + 0.5) W_ref / W - 0.5 and
     y' = (y + 0.5) H_ref / H - 0.5 (cell centres: every grid spans the reference grid's extent;
-    the identity at the reference grid).
+    the identity at the reference grid). coords='centered': DINOv3's patch centres in [-1, 1],
+    x_n = 2 (x + 0.5) / W_n - 1, y_n = 2 (y + 0.5) / H_n - 1, times 2 pi (x' = 2 pi x_n), so that
+    RoPE-Axial's angle x' theta^(-4k/d) is DINOv3's 2 pi x_n / period_k; (H_n, W_n) = (H, W) for
+    normalize_coords='separate', both min(H, W) for 'min', both max(H, W) for 'max'.
     aug=dict(shift, jitter, rescale) (DINOv3's coordinate augmentation; pass it in training only):
-    one random draw, then, in DINOv3's order, a shift by (u_x W_ref / 2, u_y H_ref / 2) with
-    u ~ U(-shift, shift) per axis, and a scaling about the grid centre by s_x = j_x r and
-    s_y = j_y r, j_x, j_y = exp(U(-ln jitter, ln jitter)) per axis, r = exp(U(-ln rescale, ln rescale)).
+    one random draw, then, in DINOv3's order, a shift by u * shift per axis, u ~ U(-1, 1), in
+    DINOv3's units (one unit: half the reference grid, W_ref / 2 and H_ref / 2 index steps; 2 pi
+    with 'centered'), and a scaling by s_x = j_x r and s_y = j_y r, j_x, j_y = exp(U(-ln jitter,
+    ln jitter)) per axis, r = exp(U(-ln rescale, ln rescale)), about the grid centre (about the
+    origin with 'centered', as DINOv3).
     The draw (five numbers, always) comes from torch's global CPU generator, which mmengine's
     ``randomness.seed`` seeds and ``mmpe.engine.hooks.RandomStateHook`` saves and restores, so seeded and
     resumed runs repeat it. It is returned as a ``OneOffKey``: no later forward repeats it, so its
@@ -62,16 +85,24 @@ def coords_affine(hw: HW, ref_hw: HW, coords: str = 'index', aug: Optional[dict]
     elif coords == 'interpolate':
         a_x, a_y = w_ref / w, h_ref / h
         b_x, b_y = 0.5 * a_x - 0.5, 0.5 * a_y - 0.5
+    elif coords == 'centered':
+        n_y, n_x = normalizing_sizes(hw, normalize_coords)
+        a_x, a_y = 4 * math.pi / n_x, 4 * math.pi / n_y
+        b_x, b_y = 0.5 * a_x - 2 * math.pi, 0.5 * a_y - 2 * math.pi
     else:
-        raise ValueError(f"coords must be 'index' or 'interpolate', got {coords!r}")
+        raise ValueError(f'coords must be one of {", ".join(map(repr, COORDS))}, got {coords!r}')
     if aug is None:
         return a_x, b_x, a_y, b_y
     u_x, u_y, j_x, j_y, r = (2 * torch.rand(5, dtype=torch.float64) - 1).tolist()  # U(-1, 1)
     scale = math.exp(r * math.log(aug['rescale']))
     s_x, s_y = (math.exp(j * math.log(aug['jitter'])) * scale for j in (j_x, j_y))
-    # x'' = m + s (x' + t - m): shift by t, then scale about the grid centre m = a (W - 1) / 2 + b
-    m_x, m_y = a_x * (w - 1) / 2 + b_x, a_y * (h - 1) / 2 + b_y
-    t_x, t_y = u_x * aug['shift'] * w_ref / 2, u_y * aug['shift'] * h_ref / 2
+    # x'' = m + s (x' + t - m): shift by t, then scale about m
+    if coords == 'centered':
+        m_x = m_y = 0.0
+        t_x, t_y = 2 * math.pi * u_x * aug['shift'], 2 * math.pi * u_y * aug['shift']
+    else:
+        m_x, m_y = a_x * (w - 1) / 2 + b_x, a_y * (h - 1) / 2 + b_y
+        t_x, t_y = u_x * aug['shift'] * w_ref / 2, u_y * aug['shift'] * h_ref / 2
     return OneOffKey((s_x * a_x, s_x * (b_x + t_x - m_x) + m_x, s_y * a_y, s_y * (b_y + t_y - m_y) + m_y))
 
 
@@ -96,20 +127,30 @@ def rope_coords(hw: HW, num_prefix_tokens: int, device: torch.device, affine: Af
     return nn.functional.pad(torch.stack([x, y]), (num_prefix_tokens, 0))
 
 
+def _table_options(axes: str, affine: Affine) -> tuple:
+    """Extra cache-key arguments of ``rope_axial_tables``: the axis order unless 'xy', then
+    ``_affine_key(affine)``; the default tables keep the plain keys."""
+    return (() if axes == 'xy' else (axes,)) + _affine_key(affine)
+
+
 @table_cache(maxsize=64)
 def rope_axial_tables(hw: HW, num_prefix_tokens: int, head_dim: int, theta: float, device: torch.device,
-                      affine: Affine = IDENTITY):
+                      *options):
     """RoPE-Axial ``(cos, sin)``, each (P + H*W, d/2) float32: pair k < d/4 turns by x * mag_k,
-    pair d/4 + k by y * mag_k (coordinates of ``rope_coords``). Shared by every layer with the
-    same grid, head_dim, theta and affine."""
-    angles = axial_angles(rope_coords(hw, num_prefix_tokens, device, *_affine_key(affine)), head_dim, theta)
+    pair d/4 + k by y * mag_k (coordinates of ``rope_coords``), or y first with the option 'yx'.
+    ``options`` (``_table_options``): an axis order 'yx', then a coordinate transform ``affine``.
+    Shared by every layer with the same grid, head_dim, theta, axis order and affine."""
+    axes, affine = (options[0], options[1:]) if options[:1] == ('yx',) else ('xy', options)
+    angles = axial_angles(rope_coords(hw, num_prefix_tokens, device, *affine), head_dim, theta, axes)
     return angles.cos(), angles.sin()
 
 
-def axial_angles(coords: torch.Tensor, head_dim: int, theta: float) -> torch.Tensor:
-    """(N, d/2) RoPE-Axial angles of coords (2, N) = [x; y]: x * mag_k for pair k < d/4, then y * mag_k."""
+def axial_angles(coords: torch.Tensor, head_dim: int, theta: float, axes: str = 'xy') -> torch.Tensor:
+    """(N, d/2) RoPE-Axial angles of coords (2, N) = [x; y]: x * mag_k for pair k < d/4, then
+    y * mag_k ('xy'); y first, then x for 'yx' (DINOv3)."""
     mag = axial_magnitudes(head_dim, theta).to(coords.device)
-    return torch.cat([coords[0, :, None] * mag, coords[1, :, None] * mag], dim=-1)
+    first, second = coords if axes == 'xy' else coords.flip(0)
+    return torch.cat([first[:, None] * mag, second[:, None] * mag], dim=-1)
 
 
 def empty_in_layout_of(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
@@ -121,38 +162,49 @@ def empty_in_layout_of(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     return buffer.permute([order.index(i) for i in range(x.dim())])
 
 
-def rotate_pairs(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate the channel pairs of x (..., N, d) by angles given as cos, sin (..., N, d/2)
-    (broadcast over leading dimensions). Computed and returned in the tables' precision when x
-    has a lower one (float32 tables for a bfloat16 x). Differentiable when autograd records it
-    (e.g. the rotations' backward under ``create_graph=True``)."""
-    x0, x1 = x.unflatten(-1, (-1, 2)).unbind(-1)
+def channel_pairs(x: torch.Tensor, pairing: str = 'interleaved'):
+    """The two members of every channel pair of x (..., d), views (..., d/2) each: channels 2i and
+    2i+1 ('interleaved'), or i and i + d/2 ('half')."""
+    if pairing == 'half':
+        return x.chunk(2, dim=-1)
+    return x.unflatten(-1, (-1, 2)).unbind(-1)
+
+
+def rotate_pairs(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, pairing: str = 'interleaved') -> torch.Tensor:
+    """Rotate the channel pairs (``channel_pairs``) of x (..., N, d) by angles given as cos, sin
+    (..., N, d/2) (broadcast over leading dimensions). Computed and returned in the tables'
+    precision when x has a lower one (float32 tables for a bfloat16 x). Differentiable when autograd
+    records it (e.g. the rotations' backward under ``create_graph=True``)."""
+    x0, x1 = channel_pairs(x, pairing)
     recorded = torch.is_grad_enabled() and (x.requires_grad or cos.requires_grad or sin.requires_grad)
     if recorded or torch.compiler.is_compiling():  # differentiable, traceable; inductor fuses it into one kernel
-        return torch.stack([x0 * cos - x1 * sin, x0 * sin + x1 * cos], dim=-1).flatten(-2)
-    # eager, not recorded (out= is not differentiable): write both halves in place, half the
+        y0, y1 = x0 * cos - x1 * sin, x0 * sin + x1 * cos
+        return torch.cat([y0, y1], dim=-1) if pairing == 'half' else torch.stack([y0, y1], dim=-1).flatten(-2)
+    # eager, not recorded (out= is not differentiable): write both members in place, half the
     # memory passes of the form above
     out = empty_in_layout_of(x, torch.promote_types(x.dtype, cos.dtype))
-    out0, out1 = out.unflatten(-1, (-1, 2)).unbind(-1)
+    out0, out1 = channel_pairs(out, pairing)
     torch.mul(x0, cos, out=out0).addcmul_(x1, sin, value=-1)
     torch.mul(x0, sin, out=out1).addcmul_(x1, cos)
     return out
 
 
 class RotateFixed(torch.autograd.Function):
-    """x (..., N, d) rotated by fixed angles (cos, sin (..., N, d/2), float32, no gradient).
-    Saves only the tables (cached, shared by the layers); backward rotates by the negative angle,
-    differentiably when autograd records it (double backward)."""
+    """x (..., N, d) rotated by fixed angles (cos, sin (..., N, d/2), float32, no gradient), channel
+    pairs as ``pairing`` ('interleaved' or 'half'). Saves only the tables (cached, shared by the
+    layers); backward rotates by the negative angle, differentiably when autograd records it
+    (double backward)."""
 
     @staticmethod
-    def forward(ctx, x, cos, sin):
+    def forward(ctx, x, cos, sin, pairing='interleaved'):
         ctx.save_for_backward(cos, sin)
-        return rotate_pairs(x, cos, sin).to(x.dtype)
+        ctx.pairing = pairing
+        return rotate_pairs(x, cos, sin, pairing).to(x.dtype)
 
     @staticmethod
     def backward(ctx, grad):
         cos, sin = ctx.saved_tensors
-        return rotate_pairs(grad, cos, -sin).to(grad.dtype), None, None
+        return rotate_pairs(grad, cos, -sin, ctx.pairing).to(grad.dtype), None, None, None
 
 
 def at_least_float32(t: torch.Tensor) -> torch.Tensor:
@@ -209,32 +261,42 @@ class RotateMixed(torch.autograd.Function):
 
 
 class RoPEAxial(AttentionPosEmbed):
-    """Fixed axial RoPE: pairs 0..d/4-1 rotate by x * mag_k, pairs d/4..d/2-1 by y * mag_k.
+    """Fixed axial RoPE: pairs 0..d/4-1 rotate by x * mag_k, pairs d/4..d/2-1 by y * mag_k
+    (axes='xy'), or y first (axes='yx', DINOv3); mag_k = theta ** (-4k/d).
 
     Args:
         head_dim: attention head dimension d (multiple of 4).
         theta: frequency base; mag_k = theta ** (-4k/d).
+        pairing: 'interleaved' (channels 2i, 2i+1) or 'half' (channels i, i + d/2; DINOv3).
+        axes: 'xy' (x block first) or 'yx' (y block first; DINOv3).
     Holds no state: its tables live in the shared cache of ``rope_axial_tables``.
     """
 
-    def __init__(self, head_dim: int, theta: float):
+    def __init__(self, head_dim: int, theta: float, pairing: str = 'interleaved', axes: str = 'xy'):
         super().__init__()
+        if pairing not in PAIRINGS:
+            raise ValueError(f'pairing must be one of {", ".join(map(repr, PAIRINGS))}, got {pairing!r}')
+        if axes not in AXES:
+            raise ValueError(f'axes must be one of {", ".join(map(repr, AXES))}, got {axes!r}')
         self.head_dim = head_dim
         self.theta = theta
+        self.pairing = pairing
+        self.axes = axes
 
     def extra_repr(self) -> str:
-        return f'head_dim={self.head_dim}, theta={self.theta}'
+        return f'head_dim={self.head_dim}, theta={self.theta}, pairing={self.pairing!r}, axes={self.axes!r}'
 
     def angles(self, hw: HW, device=None) -> torch.Tensor:
         """(1, H*W, d/2) float32 angles for a row-major grid."""
-        return axial_angles(rope_coords(tuple(hw), 0, torch.device(device or 'cpu')), self.head_dim, self.theta)[None]
+        coords = rope_coords(tuple(hw), 0, torch.device(device or 'cpu'))
+        return axial_angles(coords, self.head_dim, self.theta, self.axes)[None]
 
     def rotate(self, qk: torch.Tensor, hw: HW, num_prefix_tokens: int = 0, affine: Affine = IDENTITY) -> torch.Tensor:
         """Rotate q/k of shape (..., heads, P + H*W, d) at patch coordinates transformed by
         ``affine`` (``coords_affine``); prefix tokens stay as they are."""
         cos, sin = rope_axial_tables(tuple(hw), num_prefix_tokens, self.head_dim, self.theta, qk.device,
-                                     *_affine_key(affine))
-        return RotateFixed.apply(qk, cos, sin)
+                                     *_table_options(self.axes, affine))
+        return RotateFixed.apply(qk, cos, sin, self.pairing)
 
 
 def mixed_init_freqs(num_heads: int, head_dim: int, theta: float = 10.0) -> torch.Tensor:
