@@ -308,13 +308,12 @@ class Messages(logging.Handler):
 def test_timm_name_loads_dinov3(dinov3_hub):
     """timm://vit_small_patch16_dinov3.lvd1689m (timm's tag; also the default) through init_cfg: layout
     'eva' detected and logged, nothing missing or unexpected, timm's tokens."""
-    from mmdet.registry import MODELS
     from mmengine.logging import MMLogger
     name = 'timm://vit_small_patch16_dinov3.lvd1689m'
     assert ckpt.timm_source('timm://vit_small_patch16_dinov3') == ckpt.timm_source(name) == \
         'hf://timm/vit_small_patch16_dinov3.lvd1689m'
-    model = MODELS.build(dict(type='PEVisionTransformer', **dinov3_kwargs('vit_small_patch16_dinov3', depth=2),
-                              out_indices=(0, 1), init_cfg=dict(type='Pretrained', checkpoint=name)))
+    model = PEVisionTransformer(**dinov3_kwargs('vit_small_patch16_dinov3', depth=2), out_indices=(0, 1),
+                                init_cfg=dict(type='Pretrained', checkpoint=name))
     logger, handler = MMLogger.get_current_instance(), Messages()
     logger.addHandler(handler)
     try:
