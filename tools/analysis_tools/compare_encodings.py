@@ -2,8 +2,11 @@
 several test scales, collect one table.
 
     python tools/analysis_tools/compare_encodings.py CONFIG [CONFIG ...] [--encodings E ...] [--seeds 0 1]
-        --work-dir work_dirs/study --out docs/results [--scales 0.5 0.75 1 1.25 1.5 2]
+        --work-dir work_dirs/study --out docs/results [--scales 0.5 0.75 1 1.25 1.5 2] [--tta]
         [--flops-size H W] [--metrics ...] [--quick]
+        [--launcher none | --launcher pytorch --gpus N
+         | --launcher slurm --partition P [--gpus N] [--gpus-per-node G] [--cpus-per-task C] [--srun-args="..."]]
+        [--max-jobs K] [--dry-run] [--force]
 
 Each CONFIG is a base config; with ``--encodings`` every encoding replaces its backbone's
 ``pos_embed`` (an encoding is a preset name, see ``mmpe.pos_embed.ENCODING_PRESETS``, or
@@ -12,26 +15,67 @@ Each CONFIG is a base config; with ``--encodings`` every encoding replaces its b
 lives in ``WORK_DIR/<config name>/<encoding>/seed<k>/``: a generated ``config.py`` (inherits
 CONFIG, sets the encoding, ``randomness.seed`` and the ``study`` labels: rerun it with
 tools/train.py by hand if you like), mmengine's outputs, ``multires/`` (eval_multires.py) and
-``steps.log`` (output of the steps). Steps already done are skipped: a run with ``train_done``
-is not retrained, an unfinished one resumes from its last checkpoint (``--resume``), and an
-evaluated one (``multires/multires.csv``) is not re-evaluated; so an interrupted study resumes
-where it stopped. Finally collect_results.py tabulates every run under WORK_DIR into ``--out``.
-Runs train with the config's own schedule, without validation (eval_multires evaluates).
-``--quick`` is a minute-scale smoke test: 2 iterations, scales 0.5 1 2.
+``steps.log`` (output of the steps). Runs train with the config's own schedule, without
+validation (eval_multires evaluates). Finally collect_results.py tabulates every run under
+WORK_DIR into ``--out``. ``--quick`` is a minute-scale smoke test: 2 iterations, scales 0.5 1 2.
+
+Launchers (``mmpe.analysis.launch``): each run's training and evaluation start the way users
+launch training: ``none`` one process; ``pytorch`` torchrun with ``--gpus`` processes on this
+node (as tools/dist_train.sh); ``slurm`` one srun job per step (as tools/slurm_train.sh, job name
+CONFIG-ENCODING-seedK). Each run has its own torch.distributed port: ``MASTER_PORT`` (default
+29500) plus the run's index. ``--max-jobs K`` keeps up to K runs in flight at once (a run trains,
+then evaluates), e.g. K slurm jobs; progress lines name the run. A failed run is reported with the
+tail of its steps.log and the others go on; the study then collects what finished and exits 1.
+``--dry-run`` prints, in order, each run's state and the commands it would run (shell syntax),
+and the collect command; it creates and runs nothing.
+
+Resuming: run the same command again. A run with ``multires/multires.csv`` is skipped; one with
+``train_done`` is (re-)evaluated (a run that died mid-evaluation has no multires.csv); an
+unfinished one resumes training from the checkpoint its ``last_checkpoint`` names
+(``--resume PATH``): that path where it exists (a shared filesystem), else the file of that name
+in the run directory (a run that died on another node whose work dir is mounted elsewhere). While
+a study runs a run, the run directory holds ``study.lock`` (host and pid, ``RunLock``): another
+invocation skips that run; a lock whose process is gone from this host is taken over; a lock
+from another host is respected unless ``--force``.
 """
 import argparse
 import os
 import os.path as osp
+import shlex
 import subprocess
 import sys
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Sequence
 
+from mmpe.analysis.launch import LAUNCHERS, Launcher, RunLock, base_port, local_checkpoint
 from mmpe.analysis.report import slug
-from mmpe.analysis.study import MULTIRES, parse_encoding
+from mmpe.analysis.study import MULTIRES, find_runs, parse_encoding
 
 ANALYSIS_TOOLS = osp.dirname(osp.abspath(__file__))
 TOOLS = osp.dirname(ANALYSIS_TOOLS)
+
+
+def tool_path(path: str) -> str:
+    """``path`` relative to the working directory when below it (shorter command lines), else absolute."""
+    relative = osp.relpath(path)
+    return path if relative.startswith(os.pardir) else relative
+
+
+TRAIN = tool_path(osp.join(TOOLS, 'train.py'))
+EVAL = tool_path(osp.join(ANALYSIS_TOOLS, 'eval_multires.py'))
+COLLECT = tool_path(osp.join(ANALYSIS_TOOLS, 'collect_results.py'))
 QUICK_ITERS = 2
+LOG_TAIL_LINES = 30
+_print_lock = threading.Lock()
+
+
+def say(*lines: str) -> None:
+    """Print lines together (runs in flight print from several threads)."""
+    with _print_lock:
+        print('\n'.join(lines), flush=True)
 
 
 def run_config(base: str, pos_embed, name, seed: int, quick: bool) -> str:
@@ -54,22 +98,180 @@ def run_config(base: str, pos_embed, name, seed: int, quick: bool) -> str:
     return '\n'.join(lines) + '\n'
 
 
-def step(args, log: str, what: str) -> None:
-    """Run a tool, appending its output to ``log``; raise with the log's tail if it fails."""
-    start = time.time()
-    print(f'[{time.strftime("%H:%M:%S")}] {what}', flush=True)
-    with open(log, 'a') as f:
-        f.write(f'\n$ {" ".join(args)}\n')
-        f.flush()
-        code = subprocess.call(args, stdout=f, stderr=subprocess.STDOUT)
-    if code:
-        with open(log) as f:
-            tail = f.read()[-4000:]
-        raise RuntimeError(f'{what} failed (exit {code}); log {log}:\n{tail}')
-    print(f'    done in {time.time() - start:.0f} s', flush=True)
+@dataclass
+class Run:
+    """One (config, encoding, seed) of the study; ``index`` is its place in the study's order."""
+    index: int
+    config: str
+    name: Optional[str]  # encoding name; None: the config as it is
+    pos_embed: Optional[dict]
+    seed: int
+    dir: str
+
+    @property
+    def label(self) -> str:
+        return f'{osp.basename(self.config)} / {self.name or "as configured"} / seed {self.seed}'
+
+    @property
+    def job_name(self) -> str:
+        encoding = f'-{slug(self.name)}' if self.name else ''
+        return f'{slug(osp.splitext(osp.basename(self.config))[0])}{encoding}-seed{self.seed}'
+
+    @property
+    def config_file(self) -> str:
+        return osp.join(self.dir, 'config.py')
+
+    def has(self, name: str) -> bool:
+        return osp.isfile(osp.join(self.dir, name))
+
+    @property
+    def evaluated(self) -> bool:
+        return self.has(osp.join(MULTIRES, 'multires.csv'))
 
 
-def main():
+def study_runs(configs: Sequence[str], encodings, seeds: Sequence[int], work_dir: str) -> List[Run]:
+    """Every run, seed outermost: a study cut short has every encoding at its first seeds."""
+    runs = []
+    for seed in seeds:
+        for config in configs:
+            for name, pos_embed in encodings:
+                run_dir = osp.join(work_dir, osp.splitext(osp.basename(config))[0], slug(name or 'config'),
+                                   f'seed{seed}')
+                runs.append(Run(len(runs), config, name, pos_embed, seed, run_dir))
+    return runs
+
+
+class ShellWord(str):
+    """A command-line word printed as shell syntax, unquoted (a dry run's ``"$(cat FILE)"``)."""
+
+
+def shell_line(env: Dict[str, str], argv: Sequence[str], wrap_before: Optional[str] = None) -> str:
+    """``VAR=value ... argv`` to paste into a shell; continued on a new line before the word
+    ``wrap_before`` (the launched interpreter or tool), if it is not the first word."""
+    words = [f'{k}={shlex.quote(v)}' for k, v in env.items()]
+    for i, word in enumerate(argv):
+        if i and word == wrap_before:
+            words.append('\\\n   ')
+            wrap_before = None
+        words.append(word if isinstance(word, ShellWord) else shlex.quote(word))
+    return ' '.join(words)
+
+
+class Study:
+    """The commands of each run and their execution (see the module docstring)."""
+
+    def __init__(self, args, launcher: Launcher, scales: Sequence[float]):
+        self.args, self.launcher, self.scales = args, launcher, scales
+        self.first_port = base_port()
+
+    def train_command(self, run: Run, checkpoint: Optional[str]):
+        """(env, argv) of training ``run``, resuming from ``checkpoint`` if given."""
+        resume = ['--resume', checkpoint] if checkpoint else []
+        return self.launcher.command(TRAIN, [run.config_file, '--work-dir', run.dir, *resume], run.job_name,
+                                     self.first_port + run.index)
+
+    def eval_command(self, run: Run, checkpoint: str):
+        """(env, argv) of evaluating ``run``'s ``checkpoint`` at every scale."""
+        args = [run.config_file, checkpoint, '--work-dir', run.dir, '--scales', *(f'{s:g}' for s in self.scales)]
+        if self.args.tta:
+            args.append('--tta')
+        return self.launcher.command(EVAL, args, run.job_name, self.first_port + run.index)
+
+    def collect_command(self) -> List[str]:
+        command = [sys.executable, COLLECT, self.args.work_dir, '--out', self.args.out,
+                   '--flops-size', *map(str, self.args.flops_size)]
+        return command + (['--metrics', *self.args.metrics] if self.args.metrics else [])
+
+    # ------------------------------------------------------------------------- dry run
+
+    def dry_run(self, run: Run) -> List[str]:
+        """A comment line with the run's state, then the commands it would run now."""
+        head = f'# {run.index + 1}. {run.label} -- {run.dir}: '
+        if run.evaluated:
+            return [head + 'skip, evaluated already']
+        blocker = RunLock(run.dir).blocker(self.args.force)
+        if blocker:
+            return [head + f'skip, {blocker}']
+        try:
+            checkpoint = local_checkpoint(run.dir)
+        except FileNotFoundError as e:
+            return [head + f'fails: {e}']
+        if run.has('train_done'):
+            lines = [head + f'trained; evaluate {checkpoint}']
+        else:
+            lines = [head + (f'resume training from {checkpoint}' if checkpoint else 'new run'),
+                     self.show(self.train_command(run, checkpoint), TRAIN)]
+            checkpoint = ShellWord(f'"$(cat {shlex.quote(osp.join(run.dir, "last_checkpoint"))})"')
+        return lines + [self.show(self.eval_command(run, checkpoint), EVAL)]
+
+    def show(self, command, tool: str) -> str:
+        """A command as a dry run prints it: the launcher's part on a line of its own."""
+        return shell_line(*command, wrap_before=self.launcher.python if self.launcher.kind == 'slurm' else tool)
+
+    # ------------------------------------------------------------------------- execution
+
+    def step(self, run: Run, what: str, command) -> Optional[str]:
+        """Run one command, its output appended to the run's steps.log; None, or the failure report."""
+        env, argv = command
+        log = osp.join(run.dir, 'steps.log')
+        start = time.time()
+        say(f'[{time.strftime("%H:%M:%S")}] {run.label}: {what}')
+        with open(log, 'a') as f:
+            f.write(f'\n$ {shell_line(env, argv)}\n')
+            f.flush()
+            code = subprocess.call(argv, stdout=f, stderr=subprocess.STDOUT, env={**os.environ, **env})
+        if code:
+            with open(log, errors='replace') as f:
+                tail = f.read().splitlines()[-LOG_TAIL_LINES:]
+            return '\n'.join([f'{run.label}: {what} failed (exit code {code}); last lines of {log}:',
+                              *(f'    {line}' for line in tail)])
+        say(f'[{time.strftime("%H:%M:%S")}] {run.label}: {what.split(" ")[0]} done in {time.time() - start:.0f} s')
+        return None
+
+    def execute(self, run: Run) -> Optional[str]:
+        """Train (or resume) and evaluate ``run``; None, or (printed in full at once) why it failed or
+        was not run, whose first line is returned for the final summary."""
+        failure = self.train_and_evaluate(run)
+        if failure is None:
+            return None
+        say(failure)
+        return failure.splitlines()[0].rstrip(':')
+
+    def train_and_evaluate(self, run: Run) -> Optional[str]:
+        """Train (or resume) and evaluate ``run`` under its lock; None, or why it failed or was not run."""
+        if run.evaluated:
+            say(f'{run.label}: evaluated already, skipped')
+            return None
+        os.makedirs(run.dir, exist_ok=True)
+        lock = RunLock(run.dir)
+        blocker = lock.acquire(self.args.force)
+        if blocker:
+            return f'{run.label}: not run, {blocker}'
+        try:
+            if run.evaluated:  # finished by another invocation meanwhile
+                say(f'{run.label}: evaluated already, skipped')
+                return None
+            with open(run.config_file, 'w') as f:
+                f.write(run_config(run.config, run.pos_embed, run.name, run.seed, self.args.quick))
+            checkpoint = local_checkpoint(run.dir)
+            if not run.has('train_done'):
+                failure = self.step(run, 'train' + (f' (resume from {checkpoint})' if checkpoint else ''),
+                                    self.train_command(run, checkpoint))
+                if failure:
+                    return failure
+                open(osp.join(run.dir, 'train_done'), 'w').close()
+                checkpoint = local_checkpoint(run.dir)
+            if checkpoint is None:
+                return f'{run.label}: training finished without a checkpoint ({run.dir}/last_checkpoint missing)'
+            return self.step(run, f'evaluate {osp.basename(checkpoint)} at scales {list(self.scales)}',
+                             self.eval_command(run, checkpoint))
+        except FileNotFoundError as e:
+            return f'{run.label}: {e}'
+        finally:
+            lock.release()
+
+
+def parse_args():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('configs', nargs='+', help='base configs (or, without --encodings, the configs to compare)')
     parser.add_argument('--encodings', nargs='+', help='preset names or NAME=DICT pos_embed dicts')
@@ -78,48 +280,65 @@ def main():
     parser.add_argument('--out', required=True, help='output directory of collect_results.py')
     parser.add_argument('--scales', type=float, nargs='+', help='test scales (default 0.5 0.75 1 1.25 1.5 2; '
                                                                 '--quick: 0.5 1 2)')
+    parser.add_argument('--tta', action='store_true', help='pass --tta to eval_multires.py (multi-scale + flip row)')
     parser.add_argument('--flops-size', type=int, nargs=2, default=[512, 512], metavar=('H', 'W'))
     parser.add_argument('--metrics', nargs='+', help='metric columns of the final table (default: all)')
     parser.add_argument('--quick', action='store_true', help=f'{QUICK_ITERS} iterations per run: a smoke test')
-    args = parser.parse_args()
+    launch = parser.add_argument_group('launching (as tools/dist_train.sh and tools/slurm_train.sh)')
+    launch.add_argument('--launcher', choices=LAUNCHERS, default='none')
+    launch.add_argument('--gpus', type=int, help='processes per run (pytorch: required; slurm: default 8)')
+    launch.add_argument('--gpus-per-node', type=int, help='slurm: default min(8, --gpus)')
+    launch.add_argument('--cpus-per-task', type=int, help='slurm: default 5')
+    launch.add_argument('--partition', help='slurm partition (required with --launcher slurm)')
+    launch.add_argument('--srun-args', help='slurm: more srun options as one string, given with "=", '
+                                            'e.g. --srun-args="--time=2-0 --qos=high"')
+    launch.add_argument('--max-jobs', type=int, default=1, help='runs in flight at once (default 1)')
+    launch.add_argument('--dry-run', action='store_true', help='print the commands, run nothing')
+    launch.add_argument('--force', action='store_true', help="take over other hosts' locks of runs")
+    return parser.parse_args()
+
+
+def main():
+    args = parse_args()
     for config in args.configs:
         if not osp.isfile(config):
             raise ValueError(f'config {config!r} does not exist')
+    if args.max_jobs < 1:
+        raise ValueError(f'--max-jobs must be a positive integer, got {args.max_jobs}')
+    launcher = Launcher(args.launcher, gpus=args.gpus, gpus_per_node=args.gpus_per_node,
+                        cpus_per_task=args.cpus_per_task, partition=args.partition,
+                        srun_args=shlex.split(args.srun_args) if args.srun_args else ())
     encodings = [parse_encoding(e) for e in args.encodings] if args.encodings else [(None, None)]
     scales = args.scales or ([0.5, 1.0, 2.0] if args.quick else [0.5, 0.75, 1.0, 1.25, 1.5, 2.0])
-    python = sys.executable
+    study = Study(args, launcher, scales)
+    runs = study_runs(args.configs, encodings, args.seeds, args.work_dir)
+    if args.dry_run:
+        factors = [f'{len(args.configs)} configs'] + ([f'{len(encodings)} encodings'] if args.encodings else [])
+        print(f'# {len(runs)} runs ({" x ".join(factors + [f"{len(args.seeds)} seeds"])}), launcher {args.launcher}, '
+              f'up to {args.max_jobs} at once; each run writes its config.py, trains, then evaluates')
+        for run in runs:
+            print('\n'.join(study.dry_run(run)))
+        print(f'# collect results into {args.out}\n{shell_line({}, study.collect_command())}')
+        return
+
     study_start = time.time()
-    for seed in args.seeds:  # seed outermost: a study cut short has every encoding at its first seeds
-        for config in args.configs:
-            for name, pos_embed in encodings:
-                run = osp.join(args.work_dir, osp.splitext(osp.basename(config))[0], slug(name or 'config'),
-                               f'seed{seed}')
-                label = f'{osp.basename(config)} / {name or "as configured"} / seed {seed}'
-                os.makedirs(run, exist_ok=True)
-                log = osp.join(run, 'steps.log')
-                if osp.isfile(osp.join(run, MULTIRES, 'multires.csv')):
-                    print(f'{label}: evaluated already, skipped')
-                    continue
-                run_cfg = osp.join(run, 'config.py')
-                with open(run_cfg, 'w') as f:
-                    f.write(run_config(config, pos_embed, name, seed, args.quick))
-                if not osp.isfile(osp.join(run, 'train_done')):
-                    resume = ['--resume'] if osp.isfile(osp.join(run, 'last_checkpoint')) else []
-                    step([python, osp.join(TOOLS, 'train.py'), run_cfg, '--work-dir', run, *resume], log,
-                         f'{label}: train' + (' (resumed)' if resume else ''))
-                    open(osp.join(run, 'train_done'), 'w').close()
-                with open(osp.join(run, 'last_checkpoint')) as f:
-                    checkpoint = f.read().strip()
-                step([python, osp.join(ANALYSIS_TOOLS, 'eval_multires.py'), run_cfg, checkpoint, '--work-dir', run,
-                      '--scales', *map(str, scales)], log, f'{label}: evaluate at scales {scales}')
-    collect = [python, osp.join(ANALYSIS_TOOLS, 'collect_results.py'), args.work_dir, '--out', args.out,
-               '--flops-size', *map(str, args.flops_size)]
-    if args.metrics:
-        collect += ['--metrics', *args.metrics]
-    print(f'[{time.strftime("%H:%M:%S")}] collect results into {args.out}', flush=True)
-    if subprocess.call(collect):
-        raise RuntimeError(f'{" ".join(collect)} failed')
-    print(f'study done in {time.time() - study_start:.0f} s (this invocation)')
+    with ThreadPoolExecutor(max_workers=args.max_jobs) as pool:
+        try:
+            failures = [f for f in pool.map(study.execute, runs) if f]
+        except KeyboardInterrupt:  # start no more runs; those in flight end with their processes
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+    if osp.isdir(args.work_dir) and find_runs([args.work_dir]):
+        say(f'[{time.strftime("%H:%M:%S")}] collect results into {args.out}')
+        if subprocess.call(study.collect_command()):
+            failures.append(f'{shell_line({}, study.collect_command())} failed')
+    else:
+        failures.append(f'no evaluated run under {args.work_dir}: nothing to collect')
+    say(f'study done in {time.time() - study_start:.0f} s (this invocation): {len(runs)} runs, '
+        f'{len(failures)} problems')
+    if failures:
+        say('problems:', *(f'  - {f.splitlines()[0]}' for f in failures))
+        sys.exit(1)
 
 
 if __name__ == '__main__':
