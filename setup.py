@@ -29,5 +29,6 @@ setup(
         'ftfy',
         'regex',
     ],
-    extras_require={'tests': ['pytest', 'scipy']},
+    # transformers: its DINOv3ViTModel is the reference of the 'hf_dinov3' layout (tests/test_dinov3_layouts.py).
+    extras_require={'tests': ['pytest', 'scipy', 'transformers>=5']},
 )

@@ -360,10 +360,10 @@ def test_online_miss_downloads_the_weight_file(hub, monkeypatch, tmp_path):
     from huggingface_hub.errors import LocalEntryNotFoundError
     monkeypatch.setattr(ckpt, 'offline', lambda: False)
     monkeypatch.setattr('huggingface_hub.HfApi.list_repo_files',
-                        lambda self, repo, revision=None: ['README.md', 'a.pth', 'pytorch_model.bin'])
+                        lambda self, repo, revision=None, token=None: ['README.md', 'a.pth', 'pytorch_model.bin'])
     calls = []
-    monkeypatch.setattr('huggingface_hub.hf_hub_download',
-                        lambda repo, filename, revision=None: calls.append((repo, filename, revision)) or filename)
+    monkeypatch.setattr('huggingface_hub.hf_hub_download', lambda repo, filename, revision=None, token=None:
+                        calls.append((repo, filename, revision)) or filename)
     assert ckpt.resolve('hf://o/r@v1') == 'pytorch_model.bin' and calls == [('o/r', 'pytorch_model.bin', 'v1')]
 
     def unreachable(*args, **kwargs):
@@ -392,7 +392,8 @@ def test_layout_detection_of_every_layout(checkpoints):
     for variant in ('axial', 'mixed'):  # the key lists of the published checkpoints
         assert swin_layout(_real_key_layout(f'naver_swin_rope_{variant}_tiny_patch4_window7_224_keys.txt')) == \
             'rope_vit'
-    assert set(VIT_LAYOUTS) == set(vit.values()) and set(SWIN_LAYOUTS) == set(swin.values())
+    # DINOv3's two layouts (Meta's, transformers'): tests/test_dinov3_layouts.py
+    assert set(VIT_LAYOUTS) == set(vit.values()) | {'dinov3', 'hf_dinov3'} and set(SWIN_LAYOUTS) == set(swin.values())
 
 
 @contextlib.contextmanager

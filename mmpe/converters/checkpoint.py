@@ -5,7 +5,9 @@ checkpoint=...)``, ``load_from``, ``tools/test.py``), by
 
 - ``hf://OWNER/REPO[/FILE][@REVISION]`` (also huggingface_hub's own ``hf://OWNER/REPO@REVISION/FILE``):
   a file of a Hugging Face model repo, kept in huggingface_hub's cache (``HF_HOME``, ``HF_HUB_CACHE``;
-  ``HF_HUB_OFFLINE=1`` never goes online). Without FILE, the repo's weight file: ``model.safetensors``,
+  ``HF_HUB_OFFLINE=1`` never goes online; a gated repo such as ``facebook/dinov3-*`` needs its licence
+  accepted on huggingface.co and a token: ``HF_TOKEN``, ``hf auth login`` or ``resolve(token=...)``).
+  Without FILE, the repo's weight file: ``model.safetensors``,
   else ``pytorch_model.bin``, else its one ``*.pth`` (a copy already in the cache is used as is);
 - ``timm://MODEL[.TAG]``: the hub file (or URL) that timm's pretrained config names for the model;
 - ``http(s)://...``: a URL, cached where mmengine caches it (``torch.hub.get_dir()/checkpoints``);
@@ -49,6 +51,10 @@ NUMPY_GLOBALS = [
 
 class CheckpointNotCachedError(FileNotFoundError):
     """A named checkpoint that is not in the local cache and cannot be downloaded (offline)."""
+
+
+class HubAccessError(PermissionError):
+    """A Hugging Face repo that refuses the download: gated (licence not accepted, or no token) or private."""
 
 
 @dataclass(frozen=True)
@@ -197,28 +203,45 @@ def _not_cached(name: str, why: str) -> CheckpointNotCachedError:
         f'{fetch_command(name)}')
 
 
-def _download_hub(ref: HubFile, name: str) -> str:
+def _access_denied(ref: HubFile, name: str, err) -> HubAccessError:
+    """HubAccessError for huggingface_hub's RepositoryNotFoundError / GatedRepoError ``err``."""
+    from huggingface_hub.errors import GatedRepoError
+    status = getattr(getattr(err, 'response', None), 'status_code', None)
+    why = 'is gated and refused the download' if isinstance(err, GatedRepoError) else \
+        'refused the download: it does not exist, or it is private or gated and needs a token of an account with access'
+    return HubAccessError(
+        f'checkpoint {name}: the Hugging Face repo {ref.repo} {why} (HTTP {status}). Accept the licence at '
+        f'https://huggingface.co/{ref.repo} (logged in), create a read token at https://huggingface.co/settings/tokens '
+        f'and set HF_TOKEN=<token> (or run `hf auth login`, or pass --token to {FETCH_TOOL})')
+
+
+def _download_hub(ref: HubFile, name: str, token: Optional[str]) -> str:
     from huggingface_hub import HfApi, hf_hub_download
-    from huggingface_hub.errors import LocalEntryNotFoundError
+    from huggingface_hub.errors import LocalEntryNotFoundError, RepositoryNotFoundError
     try:
         filename = ref.filename
         if filename is None:
-            files = HfApi().list_repo_files(ref.repo, revision=ref.revision)
+            files = HfApi().list_repo_files(ref.repo, revision=ref.revision, token=token)
             filename = _pick_weight_file(ref, files)
             if filename is None:
                 raise FileNotFoundError(f'checkpoint {name!r}: the repo has none of {", ".join(HUB_WEIGHT_FILES)} '
                                         f'or a .pth file; name the file: hf://{ref.repo}/FILE')
-        return hf_hub_download(ref.repo, filename, revision=ref.revision)
+        return hf_hub_download(ref.repo, filename, revision=ref.revision, token=token)
     except LocalEntryNotFoundError as err:  # no network
         raise _not_cached(name, f'the hub cannot be reached: {err}') from err
+    except RepositoryNotFoundError as err:  # GatedRepoError is one too; 401 without a token is one
+        raise _access_denied(ref, name, err) from None
 
 
-def resolve(name: str) -> str:
+def resolve(name: str, token: Optional[str] = None) -> str:
     """The local file of checkpoint ``name`` (hf://, timm://, URL or path), downloading a named one
-    that is not cached unless offline.
+    that is not cached unless offline. ``token``: a Hugging Face token for gated or private repos
+    (None: huggingface_hub's own, ``HF_TOKEN`` or the ``hf auth login`` file).
 
     Raises CheckpointNotCachedError (naming the repo, the cache directory and the fetch command) for a
-    named checkpoint that is not cached and cannot be downloaded, FileNotFoundError for a missing file.
+    named checkpoint that is not cached and cannot be downloaded, HubAccessError (naming the repo, its
+    licence page and HF_TOKEN) for a gated or private repo that refuses the download, FileNotFoundError
+    for a missing file.
     """
     source = canonical(name)
     path = cached_file(source)
@@ -229,7 +252,7 @@ def resolve(name: str) -> str:
     if offline():
         raise _not_cached(name, 'HF_HUB_OFFLINE=1')
     if source.startswith(HF):
-        return _download_hub(parse_hf(source), name)
+        return _download_hub(parse_hf(source), name, token)
     path = _url_cache_path(source)
     os.makedirs(osp.dirname(path), exist_ok=True)
     torch.hub.download_url_to_file(source, path)

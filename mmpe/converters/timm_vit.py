@@ -19,6 +19,8 @@
 - 'vit': timm's ``VisionTransformer`` (DeiT-III, AugReg, ...): names already match ours
   (``blocks.i.ls1.gamma``, ``attn.qkv``, ``mlp.fc1`` ...).
 - 'mmpe': a ``PEVisionTransformer`` state dict.
+- 'dinov3', 'hf_dinov3': Meta's original DINOv3 files and Hugging Face transformers' DINOv3ViTModel
+  (``mmpe.converters.dinov3``).
 
 All write the absolute table ``pos_embed`` (1, P + N, C) with P = 0 (``no_embed_class``,
 DeiT-III, RoPE+APE) or P prefix rows (CLS, registers); it becomes ``pos_embed.pos_embed``
@@ -36,7 +38,9 @@ from typing import Dict, Optional, Tuple
 
 import torch
 
+from .dinov3 import DINOV3_LAYOUTS, convert_dinov3, dinov3_layout
 from .state_dict import StateDict
+
 DERIVED_ROPE_KEYS = ('freqs_t_x', 'freqs_t_y', 'freqs_cis')
 HEAD_PREFIXES = ('head.', 'head_dist.', 'fc_norm.')
 
@@ -46,11 +50,15 @@ VIT_LAYOUTS = {
     'eva': "timm Eva (timm's RoPE-ViT, EVA and DINOv3 weights)",
     'deit3': "the RoPE-ViT authors' DeiT-III (naver-ai/*deit*_LS; timm's Eva RoPE-Axial weights share it)",
     'vit': 'timm VisionTransformer (DeiT-III, AugReg)',
+    **DINOV3_LAYOUTS,
 }
 
 
 def timm_vit_layout(state_dict: StateDict) -> str:
     """The ``VIT_LAYOUTS`` key of a ViT state dict; ValueError when it is not one."""
+    dinov3 = dinov3_layout(state_dict)
+    if dinov3:
+        return dinov3
     if not any(k.startswith('blocks.0.') for k in state_dict) or \
             any(k.startswith(('layers.', 'stages.')) for k in state_dict):
         raise ValueError('not a ViT state dict: it has no blocks.0.* keys (or has Swin stages); did you need a '
@@ -102,13 +110,17 @@ def convert_timm_vit(state_dict: StateDict, num_heads: Optional[int] = None) -> 
 
     Args:
         state_dict: the model's tensors (unwrapped, without a key prefix).
-        num_heads: needed only for the RoPE-ViT authors' RoPE-Mixed checkpoints (flat ``freqs``).
+        num_heads: needed for the RoPE-ViT authors' RoPE-Mixed checkpoints (flat ``freqs``); checks
+            the head dimension of Meta's DINOv3 RoPE periods.
     Returns:
         (converted state dict, {dropped key: reason}) -- dropped are derived RoPE tables and
         the classification head. Unknown keys are kept, so loading reports them as unexpected.
     """
-    if timm_vit_layout(state_dict) == 'mmpe':
+    layout = timm_vit_layout(state_dict)
+    if layout == 'mmpe':
         return dict(state_dict), {}
+    if layout in DINOV3_LAYOUTS:
+        return convert_dinov3(state_dict, layout, num_heads)
     num_prefix_tokens = ('cls_token' in state_dict) + (state_dict['reg_token'].shape[1] if 'reg_token' in state_dict
                                                         else 0)
     out, ignored = {}, {}

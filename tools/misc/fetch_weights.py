@@ -8,6 +8,12 @@ run the jobs with HF_HUB_OFFLINE=1.
 Arguments ending in .py are configs (their ``init_cfg`` Pretrained / ``pretrained`` checkpoints and
 ``load_from``), the others checkpoint names (hf://, timm://, http(s)://). hf:// and timm:// files go
 into huggingface_hub's cache, URLs into torch.hub's (where mmengine looks for them).
+
+Gated repos (``facebook/dinov3-*``) need their licence accepted on huggingface.co and a token of
+that account: ``HF_TOKEN`` in the environment (huggingface_hub reads it; also ``hf auth login``) or
+``--token``, which is passed to every download and never printed.
+
+    HF_TOKEN=hf_... python tools/misc/fetch_weights.py hf://facebook/dinov3-vits16-pretrain-lvd1689m
 """
 import argparse
 import sys
@@ -26,6 +32,8 @@ def names_in(config_file: str) -> list:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('sources', nargs='+', help='config files (.py) or checkpoint names')
+    parser.add_argument('--token', help='Hugging Face token for gated or private repos (default: HF_TOKEN, or the '
+                                        'token of `hf auth login`); HF_TOKEN keeps it out of the process list')
     args = parser.parse_args()
     names = []
     for source in args.sources:
@@ -37,7 +45,7 @@ def main() -> None:
             failed += ckpt.cached_file(name) is None
             continue
         try:
-            print(f'{name} -> {ckpt.resolve(name)}', flush=True)
+            print(f'{name} -> {ckpt.resolve(name, token=args.token)}', flush=True)
         except (OSError, ValueError) as err:
             print(f'{name}: FAILED: {err}', file=sys.stderr)
             failed += 1
