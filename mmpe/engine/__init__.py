@@ -1,2 +1,3 @@
-"""Running: compatibility fixes for torch 2.14 (``compat``), training hooks (``hooks``), the
-train/test entry points' helpers (``launch``) and the pre-flight check of a config (``preflight``)."""
+"""Running: compatibility fixes for torch 2.14 (``compat``), training hooks (``hooks``), layer-wise
+learning-rate decay (``optimizers``), the train/test entry points' helpers (``launch``) and the
+pre-flight check of a config (``preflight``)."""

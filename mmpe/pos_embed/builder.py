@@ -23,7 +23,9 @@ ENCODINGS = {
 BACKBONE_ENCODINGS = {'swin': ('rpb', 'rope_axial', 'rope_mixed', 'ape', 'sincos', 'loope', 'none'),
                       'vit': ('ape', 'sincos', 'rope_axial', 'rope_mixed', 'loope', 'none')}
 # Encodings by name, the one list the study, the tools, the tests and the README use: every type,
-# and RoPE with a learned APE as well (the RoPE-ViT paper's RoPE + APE rows).
+# RoPE with a learned APE as well (the RoPE-ViT paper's RoPE + APE rows), and DINOv3's RoPE (timm's
+# rope_type='dinov3': axial, centred [-1, 1] coordinates, rotate_half pairing, rows first; window-local
+# coordinates 'centered' are PEVisionTransformer's only, so PESwinTransformer refuses it).
 ENCODING_PRESETS = {
     'ape': dict(type='ape'),
     'sincos': dict(type='sincos'),
@@ -31,6 +33,7 @@ ENCODING_PRESETS = {
     'rope_mixed': dict(type='rope_mixed'),
     'rope_axial+ape': dict(type='rope_axial', with_ape=True),
     'rope_mixed+ape': dict(type='rope_mixed', with_ape=True),
+    'rope_dinov3': dict(type='rope_axial', theta=100.0, coords='centered', pairing='half', axes='yx'),
     'loope': dict(type='loope'),
     'rpb': dict(type='rpb'),
     'none': dict(type='none'),
