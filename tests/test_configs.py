@@ -20,8 +20,8 @@ from mmpe.testing import build_model, det_batch, finite_losses, seg_batch, train
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CONFIGS = sorted(osp.relpath(p, ROOT) for p in glob.glob(osp.join(ROOT, 'configs', '**', '*.py'), recursive=True))
 # The DINO / UperNet configs of the encoding comparison, which start from published ImageNet weights.
-COMPARISON = [c for c in CONFIGS
-              if c.startswith(('configs/dino/', 'configs/upernet/')) or c == 'configs/dino_swin_rope.py']
+COMPARISON = [c for c in CONFIGS if c.startswith(('configs/dino/', 'configs/upernet/', 'configs/mask2former/'))
+              or c == 'configs/dino_swin_rope.py']
 
 
 @functools.lru_cache(maxsize=None)
@@ -43,9 +43,11 @@ def build(cfg: Config):
 
 def test_every_config_is_collected():
     assert 'configs/dino_swin_rope.py' in CONFIGS
-    assert len([c for c in CONFIGS if c.startswith('configs/dino/')]) >= 9
-    assert len([c for c in CONFIGS if c.startswith('configs/upernet/')]) >= 9
-    assert len(COMPARISON) == 19
+    assert len([c for c in CONFIGS if c.startswith('configs/dino/')]) >= 14  # ViT-B, ViT-L, DINOv3 B and L
+    assert len([c for c in CONFIGS if c.startswith('configs/upernet/')]) >= 14
+    assert len([c for c in CONFIGS if c.startswith('configs/mask2former/')]) == 4
+    assert len([c for c in COMPARISON if 'dinov3' in c]) == 4
+    assert len(COMPARISON) == 33
 
 
 @pytest.mark.slow

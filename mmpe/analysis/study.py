@@ -124,6 +124,7 @@ def clean_metrics(metrics: Dict) -> Dict[str, float]:
 # ----------------------------------------------------------------------------- run outputs
 
 MULTIRES = 'multires'
+TTA = 'tta'  # the scale of multires.csv's multi-scale + flip row (eval_multires.py --tta)
 
 
 def find_runs(paths: Sequence[str]) -> List[str]:

@@ -1,10 +1,12 @@
 """What tools/train.py and tools/test.py share: their common options, the config they load and
-the mmengine Runner they build (mmdet or mmseg, as the config's ``default_scope`` says)."""
+the mmengine Runner they build (mmdet or mmseg, as the config's ``default_scope`` says); the
+test-time augmentation of tools/test.py and eval_multires.py."""
 import argparse
+import copy
 import os
 import os.path as osp
 
-from mmengine.config import Config, DictAction
+from mmengine.config import Config, ConfigDict, DictAction
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
@@ -37,3 +39,24 @@ def load_config(args: argparse.Namespace) -> Config:
 def build_runner(cfg: Config) -> Runner:
     """mmengine's Runner, or the config's own ``runner_type``."""
     return Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
+
+
+def tta_config(cfg: Config, name: str) -> Config:
+    """A copy of ``cfg`` that tests with test-time augmentation, as mmseg's and mmdet's
+    tools/test.py ``--tta`` do: the test dataset's pipeline becomes ``cfg.tta_pipeline`` and the
+    model is wrapped in ``cfg.tta_model`` (mmseg's SegTTAModel averages the segmentation logits over
+    the pipeline's scales and flips; mmdet's DetTTAModel merges the boxes).
+
+    name: the config's path, named in the error when ``tta_model`` or ``tta_pipeline`` is missing
+    (mmseg configs inherit both from mmseg's default_runtime and dataset bases; mmdet's DINO bases
+    define neither).
+    """
+    missing = [key for key in ('tta_model', 'tta_pipeline') if cfg.get(key) is None]
+    if missing:
+        raise ValueError(f'--tta: config {name} has no {" and no ".join(missing)}; define tta_model (e.g. '
+                         f"dict(type='SegTTAModel') or dict(type='DetTTAModel', tta_cfg=...)) and tta_pipeline "
+                         f'(a test pipeline with TestTimeAug) in the config')
+    cfg = copy.deepcopy(cfg)
+    cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline
+    cfg.model = ConfigDict(**cfg.tta_model, module=cfg.model)
+    return cfg
