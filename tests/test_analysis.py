@@ -357,3 +357,15 @@ def test_tools_end_to_end(tmp_path):
         assert 0 <= float(row['M_U']) <= 2 and 0 <= float(row['M_D']) <= 2
     assert (out / 'pesi.md').exists() and (out / 'pesi_maps_6x6.png').stat().st_size > 0
     assert (out / 'pesi_maps_4x7.png').exists()
+
+
+def test_three_cell_takes_encoding_presets(tmp_path):
+    """Three-Cell trains any ViT preset, e.g. DINOv3's RoPE, and refuses Swin's RPB by name."""
+    run_tool('tools/analysis_tools/three_cell.py', '--quick', '--seeds', '0', '--encodings', 'rope_dinov3',
+             '--out', str(tmp_path))
+    [row, majority] = read_csv(tmp_path / 'three_cell.csv')
+    assert row['encoding'] == 'rope_dinov3' and majority['encoding'] == 'majority class'
+    assert 0 <= float(row['mean'].split(' ± ')[0]) <= 1
+    result = subprocess.run([sys.executable, 'tools/analysis_tools/three_cell.py', '--quick', '--encodings', 'rpb'],
+                            cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 2 and "invalid choice: 'rpb'" in result.stderr and "'rope_dinov3'" in result.stderr

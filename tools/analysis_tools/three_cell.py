@@ -28,15 +28,19 @@ import torch
 from mmpe.analysis import (GROUPS, ThreeCellClassifier, evaluate, majority_accuracy, three_cell_images,
                            three_cell_sample, train_three_cell, write_table)
 from mmpe.models.vit import VIT_ENCODINGS, PEVisionTransformer
+from mmpe.pos_embed import ENCODING_PRESETS
 
 COLUMNS = (*GROUPS, 'mean')
+# Encodings by preset name (mmpe.pos_embed.ENCODING_PRESETS) that a ViT takes, e.g. rope_dinov3.
+VIT_PRESETS = [name for name, preset in ENCODING_PRESETS.items() if preset['type'] in VIT_ENCODINGS]
 QUICK = dict(grid=5, cell=2, embed_dims=16, depth=1, num_heads=2, mlp_ratio=2.0, steps=4, batch_size=16,
              test_size=30)
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--encodings', nargs='+', default=list(VIT_ENCODINGS), choices=VIT_ENCODINGS)
+    parser.add_argument('--encodings', nargs='+', default=list(VIT_ENCODINGS), choices=VIT_PRESETS,
+                        help='encoding presets (default: every ViT encoding type)')
     parser.add_argument('--seeds', nargs='+', type=int, default=[0, 1])
     parser.add_argument('--grid', type=int, default=8, help='cells per side (the paper: 14; 8 fits the CPU budget)')
     parser.add_argument('--cell', type=int, default=2, help='pixels per cell side = the patch size')
@@ -75,7 +79,7 @@ def run_settings(args, encoding: str, seed: int) -> dict:
 
 def train_one(settings: dict, test_images, test_labels, checkpoint: str) -> dict:
     s = settings
-    pos_embed = dict(type=s['encoding'])
+    pos_embed = dict(ENCODING_PRESETS[s['encoding']])
     if s['encoding'] == 'loope':
         pos_embed['context'] = s['loope_context']
     torch.manual_seed(s['seed'])
