@@ -7,9 +7,14 @@ import os.path as osp
 import re
 from typing import Dict, List, Optional
 
+from .stats import Interval
+
 
 def fmt(value) -> str:
-    """Table cell: floats to 4 significant digits, NaN as 'n/a', (mean, std) as 'mean ± std'."""
+    """Table cell: floats to 4 significant digits, NaN as 'n/a', (mean, std) as 'mean ± std',
+    an ``Interval`` as '[low, high]'."""
+    if isinstance(value, Interval):
+        return 'n/a' if math.isnan(value.low) else f'[{fmt(value.low)}, {fmt(value.high)}]'
     if isinstance(value, tuple):
         return fmt(value[0]) if math.isnan(value[1]) else f'{fmt(value[0])} ± {fmt(value[1])}'
     if isinstance(value, float):
@@ -21,6 +26,9 @@ def _csv_cells(row: Dict, columns: List[str]) -> Dict:
     cells = {}
     for c in columns:
         value = row.get(c, '')
+        if isinstance(value, Interval):
+            cells[c + ' low'], cells[c + ' high'] = ('' if math.isnan(v) else v for v in value)
+            continue
         mean, std = value if isinstance(value, tuple) else (value, None)
         cells[c] = '' if isinstance(mean, float) and math.isnan(mean) else mean
         if std is not None:
@@ -31,8 +39,9 @@ def _csv_cells(row: Dict, columns: List[str]) -> Dict:
 def write_table(rows: List[Dict], prefix: str, title: str = '', columns: Optional[List[str]] = None) -> str:
     """Write ``prefix``.md (under a '### title' line if given) and ``prefix``.csv (full precision);
     returns the markdown. Columns: ``columns``, or the first row's keys. A (mean, std) value is
-    'mean ± std' in markdown and two CSV columns, ``name`` and ``name std``; NaN is 'n/a' in
-    markdown and an empty CSV cell."""
+    'mean ± std' in markdown and two CSV columns, ``name`` and ``name std``; an ``Interval``
+    '[low, high]' and CSV columns ``name low`` and ``name high``; NaN is 'n/a' in markdown and an
+    empty CSV cell."""
     if not rows:
         raise ValueError('write_table needs at least one row')
     columns = columns or list(rows[0])

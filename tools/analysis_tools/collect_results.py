@@ -1,22 +1,36 @@
-"""Collect evaluated runs into one comparison: encoding (and backbone) x metric, over seeds.
+"""Collect evaluated runs into one comparison: encoding per (backbone, task) x metric, over seeds,
+with confidence intervals and paired differences against a reference encoding.
 
     python tools/analysis_tools/collect_results.py WORK_DIR [WORK_DIR ...] --out DIR [--metrics mIoU ...]
-        [--flops-size H W]
+        [--flops-size H W] [--reference [BACKBONE=]ENCODING ...]
     python tools/analysis_tools/collect_results.py WORK_DIR [WORK_DIR ...] --reproduce docs/reproduce.md
 
 Every run directory at or below the WORK_DIRs that eval_multires.py evaluated
-(``multires/multires.csv``) is one seed of one (backbone, encoding), as its ``multires/run.json``
-says. Writes to ``--out``:
-- results.md/.csv: per (backbone, encoding), each metric at test scale 1 as mean ± std over seeds
-  (sample standard deviation; none for one seed), backbone parameters and GFLOPs (multiply-adds of one
+(``multires/multires.csv``) is one seed of one (backbone, task, encoding), as its ``multires/run.json``
+says (``task`` is optional: runs without it form one task, and the tables then have no task column).
+Statistics over seeds (``mmpe.analysis.stats``): the mean, the sample standard deviation and the 95%
+confidence interval of the mean (Student t, n - 1 degrees of freedom); NaN values (e.g. COCO's -1 for
+an empty size range) are left out of n. Writes to ``--out``:
+- results.md/.csv: per (backbone, task, encoding), each metric at test scale 1 as mean ± std over
+  seeds and its 95% CI ('n/a' for one seed), backbone parameters and GFLOPs (multiply-adds of one
   forward at ``--flops-size``, attention and RoPE included: ``mmpe.analysis.complexity``), median
   training s/iter and peak memory (mmengine's logged ``time`` and ``memory``; memory is logged
   on CUDA only, n/a on CPU); when runs were evaluated with test-time augmentation, also each
   metric of the 'tta' row as '<metric> (tta)'.
-- results_by_scale.md/.csv: one row per (backbone, encoding, test scale), metrics mean ± std; the
-  scale 'tta' is the multi-scale + flip test (eval_multires.py --tta).
-- <metric>_vs_encoding.png (scale 1, bars with std) and <metric>_vs_scale.png (a line per
-  encoding, a panel per backbone) for each metric.
+- results_by_scale.md/.csv: one row per (backbone, task, encoding, test scale), metrics mean ± std
+  and 95% CI; the scale 'tta' is the multi-scale + flip test (eval_multires.py --tta).
+- paired_differences.md/.csv: at test scale 1, one row per (backbone, task, metric, encoding): the
+  differences encoding - reference over the seeds both were run with (runs are paired by seed: the
+  same seed is the same pretraining and fine-tuning seed for every encoding), their mean ± std, 95%
+  CI and n pairs; 'called' is '+' or '-' when the interval excludes zero, empty otherwise. Seeds
+  only one side has are dropped, named in the 'note' column. The reference is 'ape' for
+  PEVisionTransformer, 'rpb' for PESwinTransformer (the backbone type of the evaluated config);
+  ``--reference ENCODING`` sets it for every backbone, ``--reference BACKBONE=ENCODING`` for one.
+  A (backbone, task) without runs of its reference gets no rows (said on stdout).
+  paired_differences_by_scale.md/.csv: the same at every test scale.
+- <metric>_vs_encoding.png (scale 1, bars with 95% CI), <metric>_vs_scale.png (a line per
+  encoding with its 95% CI band, a panel per backbone and task) and paired_<metric>.png (each
+  encoding's difference to the reference at scale 1 with its 95% CI, a panel per backbone and task).
 
 ``--reproduce FILE`` fills the 'mmpe' cells of FILE's tables (docs/reproduce.md) in place. A table
 between ``<!-- mmpe:reproduce metric=NAME [factor=F] -->`` and ``<!-- mmpe:end -->`` has a
@@ -31,20 +45,17 @@ import math
 import os
 import os.path as osp
 import re
-import statistics
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import mmpe  # noqa: F401  (compatibility fixes and model registration)
 from mmpe.analysis.report import pyplot, slug, write_table
+from mmpe.analysis.stats import Summary, paired_difference, summarize
 from mmpe.analysis.study import MULTIRES, TTA, find_runs, read_csv, train_speed
 from mmpe.pos_embed import ENCODING_PRESETS
 
-
-def mean_std(values: List[float]):
-    values = [v for v in values if not math.isnan(v)]
-    if not values:
-        return math.nan, math.nan
-    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else math.nan
+CI = '95% CI'  # the column of summarize()'s interval (its default confidence 0.95)
+DEFAULT_REFERENCES = {'PEVisionTransformer': 'ape', 'PESwinTransformer': 'rpb'}  # backbone type -> encoding
+Key = Tuple[str, str, str]  # (backbone, task, encoding)
 
 
 def scale_order(scale):
@@ -63,59 +74,191 @@ def load_runs(work_dirs: List[str]) -> List[Dict]:
         with open(osp.join(run_dir, MULTIRES, 'run.json')) as f:
             info = json.load(f)
         rows = {row['scale']: row for row in read_csv(osp.join(run_dir, MULTIRES, 'multires.csv'))}
-        runs.append(dict(info, dir=run_dir, rows=rows, **train_speed(run_dir)))
+        runs.append(dict(info, task=info.get('task') or '', dir=run_dir, rows=rows, **train_speed(run_dir)))
     if not runs:
         raise ValueError(f'no evaluated runs (*/{MULTIRES}/multires.csv) under {work_dirs}: run eval_multires.py first')
     return runs
 
 
-def complexity(run: Dict, size) -> Dict:
-    """Backbone parameters (M) and GFLOPs at ``size`` of a run's evaluated config."""
+def evaluated_config(run: Dict):
+    """The config eval_multires.py evaluated at scale 1 (``multires/config.py``)."""
     from mmengine.config import Config
+    return Config.fromfile(osp.join(run['dir'], MULTIRES, 'config.py'))
 
+
+def complexity(cfg, size) -> Dict:
+    """Backbone parameters (M) and GFLOPs at ``size`` of an evaluated config."""
     from mmpe.analysis.complexity import build_backbone, model_complexity
-    cfg = Config.fromfile(osp.join(run['dir'], MULTIRES, 'config.py'))
     result = model_complexity(build_backbone(cfg), tuple(size))
     return dict(params=result['params'] / 1e6, gflops=result['flops'] / 1e9)
 
 
-def plot_vs_encoding(groups: Dict, metric: str, path: str) -> None:
-    plt = pyplot()
-    backbones = sorted({b for b, _ in groups})
-    fig, axes = plt.subplots(1, len(backbones), figsize=(4.5 * len(backbones), 3.6), squeeze=False)
-    for ax, backbone in zip(axes[0], backbones):
-        names = [e for b, e in groups if b == backbone]
-        stats = [groups[(backbone, e)]['summary'][metric] for e in names]
-        ax.bar(range(len(names)), [m for m, _ in stats], yerr=[s for _, s in stats], capsize=3, color='tab:blue')
-        ax.set_xticks(range(len(names)), names, rotation=35, ha='right', fontsize='small')
-        ax.set_title(f'{backbone}: {metric} (test scale 1)', fontsize='small')
+def stat_cells(name: str, summary: Summary) -> Dict:
+    """Table cells of one statistic: ``name`` (mean, std) and ``name 95% CI``."""
+    return {name: (summary.mean, summary.std), f'{name} {CI}': summary.ci}
+
+
+def cell_label(backbone: str, task: str) -> str:
+    """'backbone / task' (a plot panel, a message), or the backbone when runs have no task label."""
+    return f'{backbone} / {task}' if task else backbone
+
+
+def references(encodings: Dict[str, set], backbone_types: Dict[str, str], specs: Optional[List[str]]) -> Dict:
+    """Reference encoding per backbone: DEFAULT_REFERENCES of its type, overridden by ``--reference``
+    specs (ENCODING: every backbone; BACKBONE=ENCODING: one). ``encodings``: backbone -> run encodings."""
+    chosen = {b: DEFAULT_REFERENCES.get(t.split('.')[-1]) for b, t in backbone_types.items()}
+    for spec in specs or []:
+        backbone, _, encoding = spec.rpartition('=')
+        if backbone and backbone not in chosen:
+            raise ValueError(f'--reference {spec!r}: no runs of backbone {backbone!r} (backbones: {sorted(chosen)})')
+        for b in [backbone] if backbone else chosen:
+            if encoding not in encodings[b]:
+                raise ValueError(f'--reference {spec!r}: backbone {b!r} has no runs of encoding {encoding!r} '
+                                 f'(it has: {sorted(encodings[b])})')
+            chosen[b] = encoding
+    return chosen
+
+
+def summary_tables(groups: Dict[Key, List[Dict]], configs: Dict, metrics: List[str], flops_size, with_task: bool):
+    """Statistics {key: {scale: {metric: Summary}}}, the rows of results (scale 1, the 'tta' row, cost)
+    and of results_by_scale."""
+    size = 'x'.join(map(str, flops_size))
+    with_tta = any(TTA in run['rows'] for seeds in groups.values() for run in seeds)
+    empty = {m: summarize([]) for m in metrics}
+    stats, summary_rows, scale_rows = {}, [], []
+    for (backbone, task, encoding), seeds in groups.items():
+        labels = dict(backbone=backbone, **(dict(task=task) if with_task else {}), encoding=encoding)
+        scales = sorted({s for run in seeds for s in run['rows']}, key=scale_order)
+        by_scale = stats[(backbone, task, encoding)] = {
+            s: {m: summarize([run['rows'].get(s, {}).get(m, math.nan) for run in seeds]) for m in metrics}
+            for s in scales}
+        cost = complexity(configs[(backbone, task, encoding)], flops_size)
+        summary_rows.append(dict(
+            **labels, seeds=len(seeds),
+            **{k: v for m, summary in by_scale.get(1.0, empty).items() for k, v in stat_cells(m, summary).items()},
+            **({f'{m} ({TTA})': (s.mean, s.std) for m, s in by_scale.get(TTA, empty).items()} if with_tta else {}),
+            **{'params (M)': cost['params'], f'GFLOPs @{size}': cost['gflops'],
+               's/iter': summarize([r['s_per_iter'] for r in seeds]).mean,
+               'memory (MB)': summarize([r['memory_mb'] for r in seeds]).mean}))
+        for s in scales:
+            scale_rows.append(dict(**labels, scale=s, seeds=len(seeds),
+                                   **{k: v for m, summary in by_scale[s].items()
+                                      for k, v in stat_cells(m, summary).items()}))
+    return stats, summary_rows, scale_rows
+
+
+def seed_values(runs: List[Dict], scale, metric: str) -> Dict:
+    """{seed: metric at scale} of the runs of one (backbone, task, encoding); NaN where not evaluated."""
+    values = {}
+    for run in runs:
+        if run['seed'] in values:
+            other = next(r['dir'] for r in runs if r['seed'] == run['seed'])
+            raise ValueError(f'{other} and {run["dir"]} are both seed {run["seed"]} of {run["backbone"]} / '
+                             f'{run["encoding"]}: paired differences need one run per seed')
+        values[run['seed']] = run['rows'].get(scale, {}).get(metric, math.nan)
+    return values
+
+
+def paired_rows(groups: Dict[Key, List[Dict]], refs: Dict[str, Optional[str]], metrics: List[str],
+                with_task: bool) -> List[Dict]:
+    """Rows of every encoding's paired difference to its backbone's reference, per task, metric and scale."""
+    rows = []
+    for backbone, task in dict.fromkeys((b, t) for b, t, _ in groups):
+        ref = refs[backbone]
+        if (backbone, task, ref) not in groups:
+            reason = (f'its reference encoding {ref!r} was not run' if ref else
+                      f'its backbone type has no default reference (defaults: {DEFAULT_REFERENCES})')
+            print(f'no paired differences for {cell_label(backbone, task)}: {reason} '
+                  f'(give --reference {backbone}=ENCODING)')
+            continue
+        ref_runs = groups[(backbone, task, ref)]
+        for metric in metrics:
+            for (b, t, encoding), runs in groups.items():
+                if (b, t) != (backbone, task) or encoding == ref:
+                    continue
+                scales = ({s for r in runs for s in r['rows']} & {s for r in ref_runs for s in r['rows']})
+                for scale in sorted(scales, key=scale_order):
+                    paired = paired_difference(seed_values(runs, scale, metric), seed_values(ref_runs, scale, metric))
+                    dropped = '; '.join(f'{name} {", ".join(map(str, seeds))}' for name, seeds in
+                                        ((encoding, paired.unpaired), (ref, paired.unpaired_reference)) if seeds)
+                    rows.append(dict(backbone=backbone, **(dict(task=task) if with_task else {}), metric=metric,
+                                     encoding=encoding, reference=ref, scale=scale, pairs=paired.difference.n,
+                                     **stat_cells('difference', paired.difference), called=paired.difference.ci.sign(),
+                                     note=f'unpaired seeds dropped: {dropped}' if dropped else ''))
+    return rows
+
+
+def half_width(mean: float, ci) -> float:
+    """Error bar length of a (symmetric) interval around ``mean``; 0 where undefined."""
+    return 0.0 if math.isnan(ci.high) else ci.high - mean
+
+
+def panels(plt, count: int, width: float, height: float):
+    fig, axes = plt.subplots(1, count, figsize=(width * count, height), squeeze=False)
+    return fig, axes[0]
+
+
+def save(plt, fig, path: str) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
 
 
-def plot_vs_scale(groups: Dict, metric: str, path: str) -> None:
+def plot_vs_encoding(stats: Dict[Key, Dict], metric: str, path: str) -> None:
     plt = pyplot()
-    backbones = sorted({b for b, _ in groups})
-    fig, axes = plt.subplots(1, len(backbones), figsize=(5.5 * len(backbones), 4), squeeze=False)
-    for ax, backbone in zip(axes[0], backbones):
-        for b, encoding in groups:
-            if b != backbone:
+    cells = list(dict.fromkeys((b, t) for b, t, _ in stats))
+    fig, axes = panels(plt, len(cells), 4.5, 3.6)
+    for ax, (backbone, task) in zip(axes, cells):
+        names = [e for b, t, e in stats if (b, t) == (backbone, task)]
+        summaries = [stats[(backbone, task, e)].get(1.0, {}).get(metric, summarize([])) for e in names]
+        ax.bar(range(len(names)), [s.mean for s in summaries], yerr=[half_width(s.mean, s.ci) for s in summaries],
+               capsize=3,
+               color='tab:blue')
+        ax.set_xticks(range(len(names)), names, rotation=35, ha='right', fontsize='small')
+        ax.set_title(f'{cell_label(backbone, task)}: {metric} (test scale 1, {CI})', fontsize='small')
+    save(plt, fig, path)
+
+
+def plot_vs_scale(stats: Dict[Key, Dict], metric: str, path: str) -> None:
+    plt = pyplot()
+    cells = list(dict.fromkeys((b, t) for b, t, _ in stats))
+    fig, axes = panels(plt, len(cells), 5.5, 4)
+    for ax, (backbone, task) in zip(axes, cells):
+        for (b, t, encoding), by_scale in stats.items():
+            if (b, t) != (backbone, task):
                 continue
-            by_scale = groups[(b, encoding)]['by_scale']
             scales = sorted(s for s in by_scale if s != TTA)
-            means = [by_scale[s][metric][0] for s in scales]
-            stds = [by_scale[s][metric][1] for s in scales]
-            line, = ax.plot(scales, means, marker='o', label=encoding)
-            ax.fill_between(scales, [m - s for m, s in zip(means, stds)], [m + s for m, s in zip(means, stds)],
+            summaries = [by_scale[s][metric] for s in scales]
+            line, = ax.plot(scales, [s.mean for s in summaries], marker='o', label=encoding)
+            ax.fill_between(scales, [s.ci.low for s in summaries], [s.ci.high for s in summaries],
                             color=line.get_color(), alpha=0.12)
         ax.axvline(1.0, color='grey', linestyle=':', linewidth=1)
         ax.set_xlabel('test scale (x the test size of the config)')
-        ax.set_title(f'{backbone}: {metric}', fontsize='small')
+        ax.set_title(f'{cell_label(backbone, task)}: {metric} (bands: {CI})', fontsize='small')
         ax.legend(fontsize='x-small', ncol=2)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save(plt, fig, path)
+
+
+CALLED_COLORS = {'+': 'tab:green', '-': 'tab:red', '': 'tab:gray'}
+
+
+def plot_paired(rows: List[Dict], metric: str, path: str) -> None:
+    """Each encoding's difference to the reference with its CI, a panel per backbone and task;
+    ``rows``: the paired-difference rows at test scale 1."""
+    plt = pyplot()
+    rows = [r for r in rows if r['metric'] == metric]
+    cells = list(dict.fromkeys((r['backbone'], r.get('task', '')) for r in rows))
+    fig, axes = panels(plt, len(cells), 4.5, 3.6)
+    for ax, (backbone, task) in zip(axes, cells):
+        cell = [r for r in rows if (r['backbone'], r.get('task', '')) == (backbone, task)]
+        means = [r['difference'][0] for r in cell]
+        errors = [half_width(m, r[f'difference {CI}']) for r, m in zip(cell, means)]
+        ax.bar(range(len(cell)), means, yerr=errors, capsize=3, color=[CALLED_COLORS[r['called']] for r in cell])
+        ax.axhline(0.0, color='black', linewidth=0.8)
+        ax.set_xticks(range(len(cell)), [r['encoding'] for r in cell], rotation=35, ha='right', fontsize='small')
+        ax.set_ylabel(f'{metric}: encoding - {cell[0]["reference"]}', fontsize='small')
+        ax.set_title(f'{cell_label(backbone, task)}, test scale 1\n{CI}; green/red: it excludes 0', fontsize='small')
+    save(plt, fig, path)
 
 
 # ----------------------------------------------------------------------------- --reproduce
@@ -155,8 +298,8 @@ def reproduce_cell(runs: List[Dict], metric: str, scale, factor: float) -> str:
             values.append(row[metric] * factor)
     if not values:
         return MISSING
-    mean, std = mean_std(values)
-    return f'{mean:.2f} (n=1)' if len(values) == 1 else f'{mean:.2f} ± {std:.2f} (n={len(values)})'
+    summary = summarize(values)
+    return f'{summary.mean:.2f} (n=1)' if summary.n == 1 else f'{summary.mean:.2f} ± {summary.std:.2f} (n={summary.n})'
 
 
 def _cells(line: str) -> List[str]:
@@ -225,6 +368,10 @@ def main():
     parser.add_argument('--reproduce', metavar='FILE',
                         help="fill the 'mmpe' cells of FILE's reproduction tables (docs/reproduce.md) in place")
     parser.add_argument('--metrics', nargs='+', help='metric columns to report (default: all evaluated)')
+    parser.add_argument('--reference', nargs='+', metavar='[BACKBONE=]ENCODING',
+                        help="reference encoding of the paired differences, for every backbone (ENCODING) or one "
+                             "(BACKBONE=ENCODING, the backbone label of run.json); default 'ape' for "
+                             "PEVisionTransformer, 'rpb' for PESwinTransformer")
     parser.add_argument('--flops-size', type=int, nargs=2, default=[512, 512], metavar=('H', 'W'),
                         help='input size of the parameter/FLOPs count of the backbone (default 512 512)')
     args = parser.parse_args()
@@ -242,37 +389,41 @@ def main():
     if missing:
         raise ValueError(f'--metrics {missing} not evaluated; available: {found}')
 
-    groups = {}
-    for run in sorted(runs, key=lambda r: (r['backbone'], encoding_order(r['encoding']), str(r['seed']))):
-        groups.setdefault((run['backbone'], run['encoding']), dict(runs=[]))['runs'].append(run)
-    size = 'x'.join(map(str, args.flops_size))
-    with_tta = any(TTA in run['rows'] for run in runs)
-    summary_rows, scale_rows = [], []
-    for (backbone, encoding), group in groups.items():
-        seeds = group['runs']
-        scales = sorted({s for run in seeds for s in run['rows']}, key=scale_order)
-        group['by_scale'] = {s: {m: mean_std([run['rows'].get(s, {}).get(m, math.nan) for run in seeds])
-                                 for m in metrics} for s in scales}
-        group['summary'] = group['by_scale'].get(1.0, {m: (math.nan, math.nan) for m in metrics})
-        tta = {f'{m} ({TTA})': group['by_scale'].get(TTA, {}).get(m, (math.nan, math.nan)) for m in metrics}
-        cost = complexity(seeds[0], args.flops_size)
-        summary_rows.append(dict(
-            backbone=backbone, encoding=encoding, seeds=len(seeds), **group['summary'], **(tta if with_tta else {}),
-            **{'params (M)': cost['params'], f'GFLOPs @{size}': cost['gflops'],
-               's/iter': mean_std([r['s_per_iter'] for r in seeds])[0],
-               'memory (MB)': mean_std([r['memory_mb'] for r in seeds])[0]}))
-        for s in scales:
-            scale_rows.append(dict(backbone=backbone, encoding=encoding, scale=s, seeds=len(seeds),
-                                   **group['by_scale'][s]))
+    groups: Dict[Key, List[Dict]] = {}
+    for run in sorted(runs, key=lambda r: (r['backbone'], r['task'], encoding_order(r['encoding']), str(r['seed']))):
+        groups.setdefault((run['backbone'], run['task'], run['encoding']), []).append(run)
+    with_task = any(task for _, task, _ in groups)
+    configs = {key: evaluated_config(seeds[0]) for key, seeds in groups.items()}
+    backbone_types, encodings = {}, {}
+    for (backbone, _, encoding), cfg in configs.items():
+        backbone_types.setdefault(backbone, cfg.model.backbone.type)
+        encodings.setdefault(backbone, set()).add(encoding)
+    refs = references(encodings, backbone_types, args.reference)
+    stats, summary_rows, scale_rows = summary_tables(groups, configs, metrics, args.flops_size, with_task)
+    paired = paired_rows(groups, refs, metrics, with_task)
+
     os.makedirs(args.out, exist_ok=True)
     print(write_table(summary_rows, osp.join(args.out, 'results'),
-                      'Test scale 1, mean ± std over seeds'))
-    write_table(scale_rows, osp.join(args.out, 'results_by_scale'), 'By test scale, mean ± std over seeds')
+                      f'Test scale 1, mean ± std over seeds and the {CI} of the mean'))
+    write_table(scale_rows, osp.join(args.out, 'results_by_scale'),
+                f'By test scale, mean ± std over seeds and the {CI} of the mean')
     for metric in metrics:
-        plot_vs_encoding(groups, metric, osp.join(args.out, f'{slug(metric)}_vs_encoding.png'))
-        plot_vs_scale(groups, metric, osp.join(args.out, f'{slug(metric)}_vs_scale.png'))
-    print(f'wrote {args.out}/results.md, results_by_scale.md and {2 * len(metrics)} plots '
-          f'from {len(runs)} runs')
+        plot_vs_encoding(stats, metric, osp.join(args.out, f'{slug(metric)}_vs_encoding.png'))
+        plot_vs_scale(stats, metric, osp.join(args.out, f'{slug(metric)}_vs_scale.png'))
+    written = f'results.md, results_by_scale.md and {2 * len(metrics)} plots'
+    at_scale_one = [{k: v for k, v in r.items() if k != 'scale'} for r in paired if r['scale'] == 1.0]
+    if paired:
+        write_table(paired, osp.join(args.out, 'paired_differences_by_scale'),
+                    f'Paired differences to the reference by test scale (called: the {CI} excludes 0)')
+        written += ', paired_differences_by_scale.md'
+    if at_scale_one:
+        print(write_table(at_scale_one, osp.join(args.out, 'paired_differences'),
+                          f'Paired differences to the reference at test scale 1 (encoding - reference, '
+                          f'over seeds; called: the {CI} excludes 0)'))
+        for metric in metrics:
+            plot_paired(at_scale_one, metric, osp.join(args.out, f'paired_{slug(metric)}.png'))
+        written += f', paired_differences.md and {len(metrics)} paired plots'
+    print(f'wrote {args.out}/{written} from {len(runs)} runs')
 
 
 if __name__ == '__main__':
