@@ -124,7 +124,8 @@ def test_dry_run_slurm_prints_the_srun_lines(tmp_path, monkeypatch, capsys):
 
     out = dry_run(monkeypatch, capsys, FCN, SEG, '--encodings', 'rope_mixed', '--seeds', '0', '1', '--work-dir',
                   str(work), '--out', str(tmp_path / 'out'), '--launcher', 'slurm', '--partition', 'p1', '--gpus', '16',
-                  '--srun-args=--time=2-0 --qos=high', '--scales', '0.5', '1', '--tta', MASTER_PORT='31000')
+                  '--srun-args=--time=2-0 --qos=high', '--scales', '0.5', '1', '--tta', '--reproduce', 'docs/reproduce.md',
+                  MASTER_PORT='31000')
     assert sorted(work.rglob('*')) == before and not (tmp_path / 'out').exists()
 
     def srun(index, stem, seed, tool, args):
@@ -141,7 +142,8 @@ def test_dry_run_slurm_prints_the_srun_lines(tmp_path, monkeypatch, capsys):
         srun(2, 'fcn1x1_vit-tiny_layout', 1, train, '--work-dir {run} --resume {run}/iter_40.pth'),
         srun(2, 'fcn1x1_vit-tiny_layout', 1, evaluate, '"$(cat {run}/last_checkpoint)" ' + eval_args),
         srun(3, 'upernet_vit-tiny_layout', 1, evaluate, '{run}/iter_80.pth ' + eval_args),
-        f'{PY} tools/analysis_tools/collect_results.py {work} --out {tmp_path / "out"} --flops-size 512 512']
+        f'{PY} tools/analysis_tools/collect_results.py {work} --out {tmp_path / "out"} --flops-size 512 512 '
+        f'--reproduce docs/reproduce.md']
     commands = [line for line in out.replace(' \\\n    ', ' ').splitlines() if not line.startswith('#')]
     assert commands == expected
     states = [line.split(': ', 1)[1] for line in out.splitlines() if line.startswith('# ') and ' -- ' in line]

@@ -4,7 +4,7 @@ several test scales, collect one table; optionally pretrain first and fine-tune 
     python tools/analysis_tools/compare_encodings.py CONFIG [CONFIG ...] [--encodings E ...] [--seeds 0 1]
         [--pretrain PRETRAIN_CONFIG]
         --work-dir work_dirs/study --out docs/results [--scales 0.5 0.75 1 1.25 1.5 2] [--tta]
-        [--flops-size H W] [--metrics ...] [--quick]
+        [--flops-size H W] [--metrics ...] [--quick] [--reproduce docs/reproduce.md]
         [--launcher none | --launcher pytorch --gpus N
          | --launcher slurm --partition P [--gpus N] [--gpus-per-node G] [--cpus-per-task C] [--srun-args="..."]]
         [--max-jobs K] [--dry-run] [--force]
@@ -229,7 +229,8 @@ class Study:
     def collect_command(self) -> List[str]:
         command = [sys.executable, COLLECT, self.args.work_dir, '--out', self.args.out,
                    '--flops-size', *map(str, self.args.flops_size)]
-        return command + (['--metrics', *self.args.metrics] if self.args.metrics else [])
+        command += ['--metrics', *self.args.metrics] if self.args.metrics else []
+        return command + (['--reproduce', self.args.reproduce] if self.args.reproduce else [])
 
     # ------------------------------------------------------------------------- dry run
 
@@ -384,6 +385,8 @@ def parse_args():
                         help='default 512 512 (--preset: its own)')
     parser.add_argument('--metrics', nargs='+', help='metric columns of the final table (default: all)')
     parser.add_argument('--quick', action='store_true', help=f'{QUICK_ITERS} iterations per run: a smoke test')
+    parser.add_argument('--reproduce', metavar='FILE', help="also fill the 'mmpe' cells of FILE (docs/reproduce.md) "
+                                                            'from every finished run (collect_results.py --reproduce)')
     launch = parser.add_argument_group('launching (as tools/dist_train.sh and tools/slurm_train.sh)')
     launch.add_argument('--launcher', choices=LAUNCHERS, default='none')
     launch.add_argument('--gpus', type=int, help='processes per run (pytorch: required; slurm: default 8)')
