@@ -24,7 +24,7 @@ from mmengine.config import Config
 from mmengine.registry import DefaultScope
 
 from mmpe.analysis.study import parse_encoding
-from mmpe.analysis.transfer import SWIN_ENCODINGS, TRANSFER, VIT_ENCODINGS
+from mmpe.analysis.transfer import SWIN_STUDY_ENCODINGS, TRANSFER, VIT_STUDY_ENCODINGS
 from mmpe.datasets import generate_segmentation_set
 from mmpe.pos_embed import LearnedPosEmbed
 from mmpe.testing import build_model
@@ -118,8 +118,8 @@ def test_dry_run_of_the_transfer_preset(tmp_path, monkeypatch, capsys):
     out = dry_run(monkeypatch, capsys, tmp_path, '--preset', 'transfer')
     assert not (tmp_path / 'work').exists() and not (tmp_path / 'data').exists()
     tasks, seeds = 3, 5  # the issue: UperNet, 1x1 control, DINO; at least 5 seeds
-    assert len(VIT_ENCODINGS) == 8 and len(SWIN_ENCODINGS) == 5 and len(TRANSFER.seeds) == seeds
-    chains = (len(VIT_ENCODINGS) + len(SWIN_ENCODINGS)) * seeds
+    assert len(VIT_STUDY_ENCODINGS) == 8 and len(SWIN_STUDY_ENCODINGS) == 5 and len(TRANSFER.seeds) == seeds
+    chains = (len(VIT_STUDY_ENCODINGS) + len(SWIN_STUDY_ENCODINGS)) * seeds
     assert out.startswith(f'# {chains * (1 + tasks)} runs ({chains} pretrainings, {chains * tasks} fine-tunings)')
     assert 'up to 2 at once' in out.splitlines()[0] and 'OMP_NUM_THREADS=1' in out.splitlines()[0]
     commands = out.replace(' \\\n    ', ' ').splitlines()

@@ -13,10 +13,10 @@ per-step times are in docs/results.md, "Transfer study: protocol and budget").
 from dataclasses import dataclass, field
 from typing import Dict, Optional, Sequence, Tuple
 
-VIT_ENCODINGS = ('ape', 'sincos', 'rope_axial', 'rope_mixed',
+VIT_STUDY_ENCODINGS = ('ape', 'sincos', 'rope_axial', 'rope_mixed',
                  "rope_mixed interpolate={'type': 'rope_mixed', 'coords': 'interpolate'}", 'rope_mixed+ape',
                  'loope', 'none')
-SWIN_ENCODINGS = ('rpb', 'rope_axial', 'rope_mixed', 'loope', 'none')
+SWIN_STUDY_ENCODINGS = ('rpb', 'rope_axial', 'rope_mixed', 'loope', 'none')
 
 
 @dataclass(frozen=True)
@@ -58,10 +58,10 @@ TRANSFER = Preset(
     groups=(
         StudyGroup(STUDY + 'pretrain_vit-tiny_layout48.py',
                    tuple(STUDY + f'transfer_{task}_vit-tiny_layout144.py' for task in ('upernet', 'fcn1x1', 'dino')),
-                   VIT_ENCODINGS),
+                   VIT_STUDY_ENCODINGS),
         StudyGroup(STUDY + 'pretrain_swin-tiny_layout48.py',
                    tuple(STUDY + f'transfer_{task}_swin-tiny_layout144.py' for task in ('upernet', 'fcn1x1', 'dino')),
-                   SWIN_ENCODINGS),
+                   SWIN_STUDY_ENCODINGS),
     ),
     seeds=(0, 1, 2, 3, 4),
     scales=(0.5, 0.75, 1.0, 1.5, 2.0),

@@ -34,14 +34,15 @@ from typing import Dict, Optional, Tuple
 
 import torch
 
+from ..pos_embed import ENCODING_PRESETS, axial_magnitudes
 from .state_dict import StateDict
 
 DINOV3_LAYOUTS = {
     'dinov3': "Meta's DINOv3 release (facebookresearch/dinov3 .pth: storage_tokens, rope_embed.periods)",
     'hf_dinov3': 'Hugging Face transformers DINOv3ViTModel (facebook/dinov3-vit*16-* repos)',
 }
-# DINOv3's RoPE base: periods theta ** (4k / head_dim), k < head_dim / 4, over coordinates in [-1, 1].
-DINOV3_ROPE_THETA = 100.0
+# DINOv3's RoPE base (its preset's): periods theta ** (4k / head_dim), the reciprocals of RoPE-Axial's magnitudes.
+DINOV3_ROPE_THETA = ENCODING_PRESETS['rope_dinov3']['theta']
 # bfloat16 keeps 8 significant bits: rounding moves a value by at most 2 ** -9 of it.
 BF16_RTOL = 2.0 ** -8
 TRAINING_ONLY = 'training only (masked-image modelling token / CLS-only norm), not part of the backbone'
@@ -76,11 +77,6 @@ def dinov3_layout(state_dict: StateDict) -> Optional[str]:
     return None
 
 
-def dinov3_rope_periods(head_dim: int, theta: float = DINOV3_ROPE_THETA) -> torch.Tensor:
-    """DINOv3's RoPE periods theta ** (4k / head_dim), (head_dim/4,) float64."""
-    return theta ** (4 * torch.arange(head_dim // 4, dtype=torch.float64) / head_dim)
-
-
 def check_rope_periods(periods: torch.Tensor, embed_dims: int, num_heads: Optional[int]) -> None:
     """ValueError unless Meta's stored ``periods`` (head_dim/4,) are DINOv3's for theta 100 (to bfloat16
     rounding) and, given ``num_heads``, for the head dimension ``embed_dims / num_heads``."""
@@ -88,7 +84,7 @@ def check_rope_periods(periods: torch.Tensor, embed_dims: int, num_heads: Option
     if num_heads is not None and head_dim != embed_dims // num_heads:
         raise ValueError(f'rope_embed.periods has {periods.numel()} entries, i.e. head_dim {head_dim}, but the model '
                          f'has embed_dims {embed_dims} / num_heads {num_heads} = {embed_dims // num_heads} per head')
-    expected = dinov3_rope_periods(head_dim)
+    expected = 1 / axial_magnitudes(head_dim, DINOV3_ROPE_THETA).double()
     if not torch.allclose(periods.double(), expected, rtol=BF16_RTOL, atol=0):
         raise ValueError(f'rope_embed.periods {[round(p, 4) for p in periods.double().tolist()]} are not DINOv3\'s '
                          f'theta ** (4k / head_dim) for theta {DINOV3_ROPE_THETA} and head_dim {head_dim} '

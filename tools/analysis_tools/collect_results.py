@@ -212,8 +212,7 @@ def plot_vs_encoding(stats: Dict[Key, Dict], metric: str, path: str) -> None:
         names = [e for b, t, e in stats if (b, t) == (backbone, task)]
         summaries = [stats[(backbone, task, e)].get(1.0, {}).get(metric, summarize([])) for e in names]
         ax.bar(range(len(names)), [s.mean for s in summaries], yerr=[half_width(s.mean, s.ci) for s in summaries],
-               capsize=3,
-               color='tab:blue')
+               capsize=3, color='tab:blue')
         ax.set_xticks(range(len(names)), names, rotation=35, ha='right', fontsize='small')
         ax.set_title(f'{cell_label(backbone, task)}: {metric} (test scale 1, {CI})', fontsize='small')
     save(plt, fig, path)
