@@ -221,6 +221,26 @@ def test_collect_reports_intervals_and_paired_differences(study, monkeypatch, ca
         assert float(row['difference']) == pytest.approx(mean)
         assert (float(row['difference 95% CI low']), float(row['difference 95% CI high'])) == \
             pytest.approx(interval)
+    headline = read(out / 'headline.csv')  # mIoU (the first default headline metric) for every cell
+    assert [(r['backbone'], r['task'], r['encoding'], r['metric']) for r in headline] == \
+        [(r['backbone'], r['task'], r['encoding'], 'mIoU') for r in summary]
+    for row in headline:
+        key = (row['backbone'], row['task'], row['encoding'])
+        for scale in SCALES:
+            n, mean, std, _ = scipy_summary(values_of(key, 'mIoU', scale).values())
+            assert float(row[f'{scale:g}x']) == pytest.approx(mean) and int(row['seeds']) == n
+            assert (float(row[f'{scale:g}x std']) == pytest.approx(std)) if n > 1 else row[f'{scale:g}x std'] == ''
+    headline_paired = read(out / 'headline_paired.csv')
+    assert [(r['backbone'], r['task'], r['encoding']) for r in headline_paired] == \
+        [(r['backbone'], r['task'], r['encoding']) for r in paired if r['metric'] == 'mIoU']
+    for row in headline_paired:
+        key = (row['backbone'], row['task'], row['encoding'])
+        for scale in SCALES:
+            n, mean, _, (low, high) = expected_difference(key, rpb if key[0] == 'Swin-tiny' else (*key[:2], 'ape'),
+                                                          'mIoU', scale)
+            called = ' +' if low > 0 else ' -' if high < 0 else ''
+            assert row[f'{scale:g}x'] == f'{mean:.4g} [{low:.4g}, {high:.4g}]{called}' and int(row['pairs']) == n
+    assert '| ViT-tiny | upernet | rope_mixed | ape | mIoU | 5 |' in (out / 'headline_paired.md').read_text()
     for name in ('mIoU_vs_scale', 'mIoU_vs_encoding', 'paired_mIoU', 'paired_aAcc'):
         assert (out / f'{name}.png').stat().st_size > 0
     assert 'Paired differences to the reference at test scale 1' in capsys.readouterr().out
@@ -267,3 +287,24 @@ def test_two_runs_of_one_seed_cannot_be_paired(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match=r'/a/ViT-tiny/upernet/ape/seed0 and .*/b/ViT-tiny/upernet/ape/seed0 are both '
                                          r'seed 0 of ViT-tiny / ape: paired differences need one run per seed'):
         collect(monkeypatch, tmp_path / 'work', '--out', tmp_path / 'out')
+
+
+def test_headline_takes_each_cells_first_metric_and_names_a_cell_without_one(tmp_path, monkeypatch, capsys):
+    for seed, (box, miou) in enumerate([(0.50, 40.0), (0.55, 43.0), (0.61, 41.5)]):
+        fake_run(tmp_path / 'work', 'ViT-tiny', 'dino', 'ape', seed, {'coco/bbox_mAP': box}, VIT)
+        fake_run(tmp_path / 'work', 'ViT-tiny', 'dino', 'none', seed, {'coco/bbox_mAP': box - 0.1 * seed}, VIT)
+        fake_run(tmp_path / 'work', 'ViT-tiny', 'upernet', 'ape', seed, dict(mIoU=miou), VIT)
+    collect(monkeypatch, tmp_path / 'work', '--out', tmp_path / 'out')
+    headline = read(tmp_path / 'out' / 'headline.csv')
+    assert [(r['task'], r['encoding'], r['metric']) for r in headline] == [
+        ('dino', 'ape', 'coco/bbox_mAP'), ('dino', 'none', 'coco/bbox_mAP'), ('upernet', 'ape', 'mIoU')]
+    assert float(headline[0]['1x']) == pytest.approx(np.mean([0.50, 0.55, 0.61]))
+    assert float(headline[2]['2x']) == pytest.approx(np.mean([80.0, 86.0, 83.0]))
+    [paired] = read(tmp_path / 'out' / 'headline_paired.csv')
+    low, high = scipy_stats.ttest_rel([0.5, 0.45, 0.41], [0.5, 0.55, 0.61]).confidence_interval(0.95)
+    assert (paired['task'], paired['encoding'], paired['pairs']) == ('dino', 'none', '3')
+    assert paired['1x'] == f'{-0.1:.4g} [{low:.4g}, {high:.4g}]'  # the interval holds 0: not called
+
+    collect(monkeypatch, tmp_path / 'work', '--out', tmp_path / 'out2', '--headline', 'mIoU')
+    assert 'no headline for ViT-tiny / dino: none of --headline [\'mIoU\'] was evaluated' in capsys.readouterr().out
+    assert [r['task'] for r in read(tmp_path / 'out2' / 'headline.csv')] == ['upernet']

@@ -2,7 +2,7 @@
 with confidence intervals and paired differences against a reference encoding.
 
     python tools/analysis_tools/collect_results.py WORK_DIR [WORK_DIR ...] --out DIR [--metrics mIoU ...]
-        [--flops-size H W] [--reference [BACKBONE=]ENCODING ...]
+        [--flops-size H W] [--reference [BACKBONE=]ENCODING ...] [--headline METRIC ...]
     python tools/analysis_tools/collect_results.py WORK_DIR [WORK_DIR ...] --reproduce docs/reproduce.md
 
 Every run directory at or below the WORK_DIRs that eval_multires.py evaluated
@@ -28,6 +28,10 @@ an empty size range) are left out of n. Writes to ``--out``:
   ``--reference ENCODING`` sets it for every backbone, ``--reference BACKBONE=ENCODING`` for one.
   A (backbone, task) without runs of its reference gets no rows (said on stdout).
   paired_differences_by_scale.md/.csv: the same at every test scale.
+- headline.md/.csv: the one metric per (backbone, task) a reader compares first, the first of
+  ``--headline`` it has (default mIoU, then coco/bbox_mAP): mean ± std at every test scale and the
+  95% CI at 1x; headline_paired.md/.csv: its paired difference to the reference at every scale as
+  'mean [low, high]', followed by '+' or '-' when called (the numbers: paired_differences_by_scale.csv).
 - <metric>_vs_encoding.png (scale 1, bars with 95% CI), <metric>_vs_scale.png (a line per
   encoding with its 95% CI band, a panel per backbone and task) and paired_<metric>.png (each
   encoding's difference to the reference at scale 1 with its 95% CI, a panel per backbone and task).
@@ -48,7 +52,7 @@ import re
 from typing import Dict, List, Optional, Tuple
 
 import mmpe  # noqa: F401  (compatibility fixes and model registration)
-from mmpe.analysis.report import pyplot, slug, write_table
+from mmpe.analysis.report import fmt, pyplot, slug, write_table
 from mmpe.analysis.stats import Summary, paired_difference, summarize
 from mmpe.analysis.study import MULTIRES, TTA, find_runs, read_csv, train_speed
 from mmpe.pos_embed import ENCODING_PRESETS
@@ -186,6 +190,44 @@ def paired_rows(groups: Dict[Key, List[Dict]], refs: Dict[str, Optional[str]], m
                                      **stat_cells('difference', paired.difference), called=paired.difference.ci.sign(),
                                      note=f'unpaired seeds dropped: {dropped}' if dropped else ''))
     return rows
+
+
+def scale_column(scale) -> str:
+    return scale if scale == TTA else f'{fmt(float(scale))}x'
+
+
+def difference_cell(row: Dict) -> str:
+    """'difference [low, high]' of a paired row, with its sign when called ('n/a' without pairs)."""
+    mean, ci = row['difference'][0], row[f'difference {CI}']
+    return fmt(mean) if math.isnan(ci.low) else f'{fmt(mean)} {fmt(ci)}{" " + row["called"] if row["called"] else ""}'
+
+
+def headline_rows(stats: Dict[Key, Dict], paired: List[Dict], candidates: List[str], with_task: bool):
+    """The headline tables: per (backbone, task) its first metric of ``candidates`` with a value, at every
+    test scale. Returns (rows of mean ± std and the 95% CI at 1x, rows of paired difference cells, the
+    test scale columns)."""
+    scales = sorted({s for by_scale in stats.values() for s in by_scale}, key=scale_order)
+    means, differences = [], []
+    for backbone, task in dict.fromkeys((b, t) for b, t, _ in stats):
+        cell = {e: by_scale for (b, t, e), by_scale in stats.items() if (b, t) == (backbone, task)}
+        metric = next((m for m in candidates if any(not math.isnan(s[m].mean) for by_scale in cell.values()
+                                                    for s in by_scale.values() if m in s)), None)
+        if metric is None:
+            print(f'no headline for {cell_label(backbone, task)}: none of --headline {candidates} was evaluated')
+            continue
+        labels = dict(backbone=backbone, **(dict(task=task) if with_task else {}))
+        for encoding, by_scale in cell.items():
+            at_one = by_scale.get(1.0, {}).get(metric, summarize([]))
+            means.append(dict(**labels, encoding=encoding, metric=metric, seeds=at_one.n,
+                              **{scale_column(s): (by_scale[s][metric].mean, by_scale[s][metric].std)
+                                 for s in by_scale}, **{f'1x {CI}': at_one.ci}))
+        rows = [r for r in paired if (r['backbone'], r.get('task', ''), r['metric']) == (backbone, task, metric)]
+        for encoding in dict.fromkeys(r['encoding'] for r in rows):
+            mine = [r for r in rows if r['encoding'] == encoding]
+            differences.append(dict(**labels, encoding=encoding, reference=mine[0]['reference'], metric=metric,
+                                    pairs=max(r['pairs'] for r in mine),
+                                    **{scale_column(r['scale']): difference_cell(r) for r in mine}))
+    return means, differences, [scale_column(s) for s in scales]
 
 
 def half_width(mean: float, ci) -> float:
@@ -371,6 +413,9 @@ def main():
                         help="reference encoding of the paired differences, for every backbone (ENCODING) or one "
                              "(BACKBONE=ENCODING, the backbone label of run.json); default 'ape' for "
                              "PEVisionTransformer, 'rpb' for PESwinTransformer")
+    parser.add_argument('--headline', nargs='+', default=['mIoU', 'coco/bbox_mAP'], metavar='METRIC',
+                        help='metrics of the headline tables: each (backbone, task) reports the first one it has '
+                             '(default: mIoU, coco/bbox_mAP)')
     parser.add_argument('--flops-size', type=int, nargs=2, default=[512, 512], metavar=('H', 'W'),
                         help='input size of the parameter/FLOPs count of the backbone (default 512 512)')
     args = parser.parse_args()
@@ -422,6 +467,19 @@ def main():
         for metric in metrics:
             plot_paired(at_scale_one, metric, osp.join(args.out, f'paired_{slug(metric)}.png'))
         written += f', paired_differences.md and {len(metrics)} paired plots'
+    means, differences, scale_columns = headline_rows(stats, paired, args.headline, with_task)
+    labels = ['backbone', 'task'] if with_task else ['backbone']
+    if means:
+        print(write_table(means, osp.join(args.out, 'headline'), f'Headline: {" / ".join(args.headline)} by test '
+                          f'scale, mean ± std over seeds, the {CI} of the mean at 1x',
+                          [*labels, 'encoding', 'metric', 'seeds', *scale_columns, f'1x {CI}']))
+        written += ', headline.md'
+    if differences:
+        print(write_table(differences, osp.join(args.out, 'headline_paired'),
+                          f'Headline: paired difference to the reference by test scale, mean {CI}, '
+                          f'+/- where the interval excludes 0',
+                          [*labels, 'encoding', 'reference', 'metric', 'pairs', *scale_columns]))
+        written += ', headline_paired.md'
     print(f'wrote {args.out}/{written} from {len(runs)} runs')
 
 
