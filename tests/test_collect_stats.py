@@ -10,6 +10,7 @@ import os.path as osp
 import runpy
 import sys
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 from scipy import stats as scipy_stats
@@ -243,6 +244,12 @@ def test_collect_reports_intervals_and_paired_differences(study, monkeypatch, ca
     assert '| ViT-tiny | upernet | rope_mixed | ape | mIoU | 5 |' in (out / 'headline_paired.md').read_text()
     for name in ('mIoU_vs_scale', 'mIoU_vs_encoding', 'paired_mIoU', 'paired_aAcc'):
         assert (out / f'{name}.png').stat().st_size > 0
+    # 3 (backbone, task) cells: panels of 5.5 x 4 inches at 100 dpi, three to a row
+    assert plt.imread(out / 'mIoU_vs_scale.png').shape[:2] == (400, 3 * 550)
+    fig, axes = COLLECT['panels'](plt, 4, 2.0, 1.5)  # a fourth cell starts a second row
+    assert len(axes) == 4 and tuple(fig.get_size_inches()) == (6.0, 3.0)
+    assert [ax.get_visible() for ax in fig.axes] == [True] * 4 + [False] * 2
+    plt.close(fig)
     assert 'Paired differences to the reference at test scale 1' in capsys.readouterr().out
 
 
@@ -304,6 +311,9 @@ def test_headline_takes_each_cells_first_metric_and_names_a_cell_without_one(tmp
     low, high = scipy_stats.ttest_rel([0.5, 0.45, 0.41], [0.5, 0.55, 0.61]).confidence_interval(0.95)
     assert (paired['task'], paired['encoding'], paired['pairs']) == ('dino', 'none', '3')
     assert paired['1x'] == f'{-0.1:.4g} [{low:.4g}, {high:.4g}]'  # the interval holds 0: not called
+
+    for metric in ('mIoU', 'coco_bbox_mAP'):  # one panel: the cell that has the metric
+        assert plt.imread(tmp_path / 'out' / f'{metric}_vs_scale.png').shape[:2] == (400, 550)
 
     collect(monkeypatch, tmp_path / 'work', '--out', tmp_path / 'out2', '--headline', 'mIoU')
     assert 'no headline for ViT-tiny / dino: none of --headline [\'mIoU\'] was evaluated' in capsys.readouterr().out

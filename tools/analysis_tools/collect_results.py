@@ -33,8 +33,9 @@ an empty size range) are left out of n. Writes to ``--out``:
   95% CI at 1x; headline_paired.md/.csv: its paired difference to the reference at every scale as
   'mean [low, high]', followed by '+' or '-' when called (the numbers: paired_differences_by_scale.csv).
 - <metric>_vs_encoding.png (scale 1, bars with 95% CI), <metric>_vs_scale.png (a line per
-  encoding with its 95% CI band, a panel per backbone and task) and paired_<metric>.png (each
-  encoding's difference to the reference at scale 1 with its 95% CI, a panel per backbone and task).
+  encoding with its 95% CI band) and paired_<metric>.png (each encoding's difference to the
+  reference at scale 1 with its 95% CI): a panel per backbone and task that has the metric, three
+  to a row.
 
 ``--reproduce FILE`` fills the 'mmpe' cells of FILE's tables (docs/reproduce.md) in place. A table
 between ``<!-- mmpe:reproduce metric=NAME [factor=F] -->`` and ``<!-- mmpe:end -->`` has a
@@ -235,9 +236,19 @@ def half_width(mean: float, ci) -> float:
     return 0.0 if math.isnan(ci.high) else ci.high - mean
 
 
-def panels(plt, count: int, width: float, height: float):
-    fig, axes = plt.subplots(1, count, figsize=(width * count, height), squeeze=False)
-    return fig, axes[0]
+def panels(plt, count: int, width: float, height: float, columns: int = 3):
+    """A figure of ``count`` panels, ``columns`` to a row; returns it and the panels' axes in order."""
+    rows, cols = math.ceil(count / columns), min(count, columns)
+    fig, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False)
+    for ax in axes.flat[count:]:
+        ax.set_visible(False)
+    return fig, list(axes.flat[:count])
+
+
+def metric_cells(stats: Dict[Key, Dict], metric: str) -> List[Tuple[str, str]]:
+    """The (backbone, task) cells with a value of ``metric`` at some test scale, in table order."""
+    return list(dict.fromkeys((b, t) for (b, t, _), by_scale in stats.items()
+                              if any(not math.isnan(s[metric].mean) for s in by_scale.values())))
 
 
 def save(plt, fig, path: str) -> None:
@@ -248,7 +259,7 @@ def save(plt, fig, path: str) -> None:
 
 def plot_vs_encoding(stats: Dict[Key, Dict], metric: str, path: str) -> None:
     plt = pyplot()
-    cells = list(dict.fromkeys((b, t) for b, t, _ in stats))
+    cells = metric_cells(stats, metric)
     fig, axes = panels(plt, len(cells), 4.5, 3.6)
     for ax, (backbone, task) in zip(axes, cells):
         names = [e for b, t, e in stats if (b, t) == (backbone, task)]
@@ -262,7 +273,7 @@ def plot_vs_encoding(stats: Dict[Key, Dict], metric: str, path: str) -> None:
 
 def plot_vs_scale(stats: Dict[Key, Dict], metric: str, path: str) -> None:
     plt = pyplot()
-    cells = list(dict.fromkeys((b, t) for b, t, _ in stats))
+    cells = metric_cells(stats, metric)
     fig, axes = panels(plt, len(cells), 5.5, 4)
     for ax, (backbone, task) in zip(axes, cells):
         for (b, t, encoding), by_scale in stats.items():
@@ -287,7 +298,7 @@ def plot_paired(rows: List[Dict], metric: str, path: str) -> None:
     """Each encoding's difference to the reference with its CI, a panel per backbone and task;
     ``rows``: the paired-difference rows at test scale 1."""
     plt = pyplot()
-    rows = [r for r in rows if r['metric'] == metric]
+    rows = [r for r in rows if r['metric'] == metric and r['pairs']]
     cells = list(dict.fromkeys((r['backbone'], r.get('task', '')) for r in rows))
     fig, axes = panels(plt, len(cells), 4.5, 3.6)
     for ax, (backbone, task) in zip(axes, cells):
@@ -451,10 +462,11 @@ def main():
                       f'Test scale 1, mean ± std over seeds and the {CI} of the mean'))
     write_table(scale_rows, osp.join(args.out, 'results_by_scale'),
                 f'By test scale, mean ± std over seeds and the {CI} of the mean')
-    for metric in metrics:
+    plotted = [m for m in metrics if metric_cells(stats, m)]  # not those without a value (e.g. COCO's -1 only)
+    for metric in plotted:
         plot_vs_encoding(stats, metric, osp.join(args.out, f'{slug(metric)}_vs_encoding.png'))
         plot_vs_scale(stats, metric, osp.join(args.out, f'{slug(metric)}_vs_scale.png'))
-    written = f'results.md, results_by_scale.md and {2 * len(metrics)} plots'
+    written = f'results.md, results_by_scale.md and {2 * len(plotted)} plots'
     at_scale_one = [{k: v for k, v in r.items() if k != 'scale'} for r in paired if r['scale'] == 1.0]
     if paired:
         write_table(paired, osp.join(args.out, 'paired_differences_by_scale'),
@@ -464,9 +476,10 @@ def main():
         print(write_table(at_scale_one, osp.join(args.out, 'paired_differences'),
                           f'Paired differences to the reference at test scale 1 (encoding - reference, '
                           f'over seeds; called: the {CI} excludes 0)'))
-        for metric in metrics:
+        paired_plotted = [m for m in plotted if any(r['metric'] == m and r['pairs'] for r in at_scale_one)]
+        for metric in paired_plotted:
             plot_paired(at_scale_one, metric, osp.join(args.out, f'paired_{slug(metric)}.png'))
-        written += f', paired_differences.md and {len(metrics)} paired plots'
+        written += f', paired_differences.md and {len(paired_plotted)} paired plots'
     means, differences, scale_columns = headline_rows(stats, paired, args.headline, with_task)
     labels = ['backbone', 'task'] if with_task else ['backbone']
     if means:
