@@ -7,8 +7,6 @@ Before the Runner is built, ``mmpe.engine.preflight`` checks the datasets and ch
 """
 import argparse
 
-import torch
-
 import mmpe  # noqa: F401  (compatibility fixes and model registration)
 from mmpe.engine import preflight
 from mmpe.engine.launch import add_common_args, build_runner, load_config
@@ -33,8 +31,6 @@ def main():
         cfg.resume, cfg.load_from = True, args.resume
     preflight.run(cfg, args.config, 'train')  # missing data or weights: one message, exit code 2
     build_runner(cfg).train()
-    if torch.distributed.is_initialized():  # join the backend's threads before interpreter exit
-        torch.distributed.destroy_process_group()
 
 
 if __name__ == '__main__':

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from typing import Dict, Optional, Sequence, Tuple
 
 VIT_STUDY_ENCODINGS = ('ape', 'sincos', 'rope_axial', 'rope_mixed',
-                 "rope_mixed interpolate={'type': 'rope_mixed', 'coords': 'interpolate'}", 'rope_mixed+ape',
-                 'loope', 'none')
+                       "rope_mixed interpolate={'type': 'rope_mixed', 'coords': 'interpolate'}", 'rope_mixed+ape',
+                       'loope', 'none')
 SWIN_STUDY_ENCODINGS = ('rpb', 'rope_axial', 'rope_mixed', 'loope', 'none')
 
 

@@ -2,10 +2,12 @@
 the mmengine Runner they build (mmdet or mmseg, as the config's ``default_scope`` says); the
 test-time augmentation of tools/test.py and eval_multires.py."""
 import argparse
+import atexit
 import copy
 import os
 import os.path as osp
 
+import torch
 from mmengine.config import Config, ConfigDict, DictAction
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
@@ -36,9 +38,19 @@ def load_config(args: argparse.Namespace) -> Config:
     return cfg
 
 
+def destroy_process_group() -> None:
+    """Destroy the process group a distributed Runner initialised (torch's recommended teardown)."""
+    if torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
+
+
 def build_runner(cfg: Config) -> Runner:
-    """mmengine's Runner, or the config's own ``runner_type``."""
-    return Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
+    """mmengine's Runner, or the config's own ``runner_type``. The process group a distributed run
+    initialises is destroyed at interpreter exit, before the backend's threads are torn down."""
+    runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
+    atexit.unregister(destroy_process_group)  # registered once per process, however many runners it builds
+    atexit.register(destroy_process_group)
+    return runner
 
 
 def tta_config(cfg: Config, name: str) -> Config:

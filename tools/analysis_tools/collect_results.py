@@ -208,11 +208,12 @@ def headline_rows(stats: Dict[Key, Dict], paired: List[Dict], candidates: List[s
     test scale. Returns (rows of mean ± std and the 95% CI at 1x, rows of paired difference cells, the
     test scale columns)."""
     scales = sorted({s for by_scale in stats.values() for s in by_scale}, key=scale_order)
+    evaluated = {m for by_scale in stats.values() for summaries in by_scale.values() for m in summaries}
+    cells_with = {m: metric_cells(stats, m) if m in evaluated else [] for m in candidates}
     means, differences = [], []
     for backbone, task in dict.fromkeys((b, t) for b, t, _ in stats):
         cell = {e: by_scale for (b, t, e), by_scale in stats.items() if (b, t) == (backbone, task)}
-        metric = next((m for m in candidates if any(not math.isnan(s[m].mean) for by_scale in cell.values()
-                                                    for s in by_scale.values() if m in s)), None)
+        metric = next((m for m in candidates if (backbone, task) in cells_with[m]), None)
         if metric is None:
             print(f'no headline for {cell_label(backbone, task)}: none of --headline {candidates} was evaluated')
             continue
