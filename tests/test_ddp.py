@@ -22,6 +22,8 @@ import gc
 import os
 import random
 import socket
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -250,3 +252,40 @@ def test_resume_with_another_world_size_warns(resume_runs, tmp_path):
     with open(os.path.join(runner.log_dir, f'{runner.timestamp}.log')) as f:
         log = f.read()
     assert log.count('the checkpoint holds the random states of 2 processes and this run has 1') == 1
+
+
+TEARDOWN = '''
+import os
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+from mmpe.engine.launch import release_process_group
+
+def threads():
+    return len(os.listdir('/proc/self/task'))
+
+before = threads()
+dist.init_process_group('gloo', init_method='tcp://127.0.0.1:{port}', rank=0, world_size=1)
+cycle = [DistributedDataParallel(torch.nn.Linear(3, 3))]
+cycle.append(cycle)  # the model held in a reference cycle, as mmengine's Runner holds it
+cycle[0](torch.ones(2, 3)).sum().backward()
+dist.all_gather([torch.empty(3)], torch.ones(3))
+del cycle
+running = threads()
+{teardown}
+print(before, running, threads())
+'''
+
+
+@pytest.mark.parametrize('teardown, joined', [('dist.destroy_process_group()', False),
+                                              ('release_process_group()', True)])
+def test_release_process_group_joins_gloo_threads(teardown, joined):
+    """The tools' exit handler joins gloo's worker threads while Python runs; torch's
+    destroy_process_group alone leaves them running while a DDP model in a cycle holds the group
+    (threads that can take the GIL during interpreter finalisation: the abort it prevents)."""
+    proc = subprocess.run([sys.executable, '-c', TEARDOWN.format(port=free_port(), teardown=teardown)],
+                          capture_output=True, text=True, timeout=120, env=dict(os.environ, OMP_NUM_THREADS='1'))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    before, running, after = map(int, proc.stdout.split())
+    assert running > before, 'gloo started no worker thread: the test would not see them joined'
+    assert (after == before) == joined, (before, running, after)

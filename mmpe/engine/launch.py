@@ -4,6 +4,7 @@ test-time augmentation of tools/test.py and eval_multires.py."""
 import argparse
 import atexit
 import copy
+import gc
 import os
 import os.path as osp
 
@@ -38,18 +39,30 @@ def load_config(args: argparse.Namespace) -> Config:
     return cfg
 
 
-def destroy_process_group() -> None:
-    """Destroy the process group a distributed Runner initialised (torch's recommended teardown)."""
-    if torch.distributed.is_initialized():
-        torch.distributed.destroy_process_group()
+def release_process_group() -> None:
+    """Destroy the process group a distributed Runner initialised and join gloo's worker threads
+    while Python still runs.
+
+    ``destroy_process_group`` alone leaves the group alive while the Runner's DDP model holds it,
+    so its worker threads outlive the interpreter; a thread that drops the last reference of a
+    finished collective's tensors then takes the GIL during finalisation and the process aborts
+    ('terminate called without an active exception'). Here the Runner is collected first, and the
+    last reference to the group, ours, goes last: its destructor releases the GIL and joins them.
+    """
+    if not torch.distributed.is_initialized():
+        return
+    world = torch.distributed.group.WORLD
+    torch.distributed.destroy_process_group()
+    gc.collect()  # the Runner (a reference cycle once the tool's main() returned) and its DDP model
+    del world
 
 
 def build_runner(cfg: Config) -> Runner:
     """mmengine's Runner, or the config's own ``runner_type``. The process group a distributed run
-    initialises is destroyed at interpreter exit, before the backend's threads are torn down."""
+    initialises is released at interpreter exit (``release_process_group``)."""
     runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
-    atexit.unregister(destroy_process_group)  # registered once per process, however many runners it builds
-    atexit.register(destroy_process_group)
+    atexit.unregister(release_process_group)  # registered once per process, however many runners it builds
+    atexit.register(release_process_group)
     return runner
 
 
