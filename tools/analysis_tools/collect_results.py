@@ -208,8 +208,7 @@ def headline_rows(stats: Dict[Key, Dict], paired: List[Dict], candidates: List[s
     test scale. Returns (rows of mean ± std and the 95% CI at 1x, rows of paired difference cells, the
     test scale columns)."""
     scales = sorted({s for by_scale in stats.values() for s in by_scale}, key=scale_order)
-    evaluated = {m for by_scale in stats.values() for summaries in by_scale.values() for m in summaries}
-    cells_with = {m: metric_cells(stats, m) if m in evaluated else [] for m in candidates}
+    cells_with = {m: metric_cells(stats, m) for m in candidates}
     means, differences = [], []
     for backbone, task in dict.fromkeys((b, t) for b, t, _ in stats):
         cell = {e: by_scale for (b, t, e), by_scale in stats.items() if (b, t) == (backbone, task)}
@@ -247,9 +246,10 @@ def panels(plt, count: int, width: float, height: float, columns: int = 3):
 
 
 def metric_cells(stats: Dict[Key, Dict], metric: str) -> List[Tuple[str, str]]:
-    """The (backbone, task) cells with a value of ``metric`` at some test scale, in table order."""
+    """The (backbone, task) cells with a value of ``metric`` at some test scale, in table order (none for a
+    metric no run evaluated)."""
     return list(dict.fromkeys((b, t) for (b, t, _), by_scale in stats.items()
-                              if any(not math.isnan(s[metric].mean) for s in by_scale.values())))
+                              if any(metric in s and not math.isnan(s[metric].mean) for s in by_scale.values())))
 
 
 def save(plt, fig, path: str) -> None:
