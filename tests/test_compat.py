@@ -147,10 +147,12 @@ def run_python(code: str, **env) -> subprocess.CompletedProcess:
 def test_fixes_in_effect_on_a_cpu_machine():
     """Here (torch 2.14, mmengine 0.10.7, an mmcv with CPU ops, no GPU) every fix but the deformable
     attention routing (mmcv takes its CUDA branch only when torch sees a GPU) has a defect to fix."""
-    assert compat.APPLIED == ['allow_mmengine_checkpoints', 'allow_cpu_distributed', 'allow_cpu_bf16_amp']
+    expected = ['allow_mmengine_checkpoints', 'allow_cpu_distributed', 'allow_cpu_bf16_amp', 'weight_ignored_pixels']
+    assert compat.APPLIED == expected
     assert compat.mmengine_checkpoints_load()
+    assert compat.class_weight_ignores_pixels()
     compat.apply()  # once per process
-    assert compat.APPLIED == ['allow_mmengine_checkpoints', 'allow_cpu_distributed', 'allow_cpu_bf16_amp']
+    assert compat.APPLIED == expected
 
 
 def test_no_fix_where_its_defect_is_absent():
@@ -166,9 +168,15 @@ def test_no_fix_where_its_defect_is_absent():
         from mmengine.logging import HistoryBuffer
         from mmengine.model import MMDistributedDataParallel
         from mmengine.optim import AmpOptimWrapper
+        import torch.nn.functional as F
+        from mmseg.models.losses import cross_entropy_loss
+        def fixed_cross_entropy(pred, label, weight=None, class_weight=None, reduction='mean', avg_factor=None,
+                                ignore_index=-100, avg_non_ignore=False):   # an mmseg without the defect
+            return F.cross_entropy(pred, label, weight=class_weight, ignore_index=ignore_index)
+        cross_entropy_loss.cross_entropy = fixed_cross_entropy
         def state():
             return (dist_utils._init_dist_pytorch, MMDistributedDataParallel.__init__, AmpOptimWrapper.__init__,
-                    HistoryBuffer.__getstate__, msda.MultiScaleDeformableAttnFunction,
+                    HistoryBuffer.__getstate__, msda.MultiScaleDeformableAttnFunction, cross_entropy_loss.cross_entropy,
                     # torch registers its own (DTensor ...) as its modules load: the others
                     [g for g in torch.serialization.get_safe_globals() if not repr(g).startswith("<class 'torch.")])
         before = state()
@@ -178,6 +186,25 @@ def test_no_fix_where_its_defect_is_absent():
         print('applied:', compat.APPLIED)
     ''', TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD='1')
     assert proc.stdout.strip() == 'applied: []'
+
+
+@pytest.mark.parametrize('ignored', [0, 7])
+def test_class_weighted_loss_with_ignored_pixels(ignored):
+    """mmseg's CrossEntropyLoss with class weights on a label map holding 255 (padding to the crop size)
+    equals PyTorch's weighted mean over the pixels that are not ignored; without ignored pixels, the value
+    mmseg's own formula gives, sum(w[y] ce) / sum(w[y])."""
+    from mmseg.registry import MODELS
+    torch.manual_seed(0)
+    weights = [0.25, 1.0, 2.0]
+    loss = MODELS.build(dict(type='CrossEntropyLoss', loss_weight=1.0, class_weight=weights))
+    pred, label = torch.randn(2, 3, 4, 5), torch.randint(0, 3, (2, 4, 5))
+    label.view(-1)[:ignored] = 255
+    expected = torch.nn.functional.cross_entropy(pred, label, weight=torch.tensor(weights), ignore_index=255)
+    if not ignored:
+        per_pixel = torch.nn.functional.cross_entropy(pred, label, reduction='none')
+        w = torch.tensor(weights)[label]
+        assert torch.allclose(expected, (w * per_pixel).sum() / w.sum())
+    assert torch.allclose(loss(pred, label, ignore_index=255), expected)
 
 
 def test_pos_embed_and_backbones_import_without_mmcv_compiled_ops():

@@ -174,7 +174,50 @@ def allow_cpu_bf16_amp() -> bool:
     return True
 
 
-FIXES = (allow_mmengine_checkpoints, allow_cpu_distributed, route_deformable_attention, allow_cpu_bf16_amp)
+def class_weight_ignores_pixels() -> bool:
+    """Whether mmseg's ``cross_entropy`` with a ``class_weight`` accepts labels holding ``ignore_index``
+    (the 255 that padding to the crop size writes into label maps)."""
+    from mmseg.models.losses import cross_entropy_loss
+    try:
+        cross_entropy_loss.cross_entropy(torch.zeros(1, 2, 1, 2), torch.tensor([[[0, 255]]]),
+                                         class_weight=torch.ones(2), ignore_index=255)
+        return True
+    except IndexError:
+        return False
+
+
+def weight_ignored_pixels() -> bool:
+    """mmseg 1.2.2's ``cross_entropy`` (mmseg/models/losses/cross_entropy_loss.py) averages a
+    class-weighted loss over ``torch.stack([class_weight[cls] for cls in label])``, which indexes the
+    class weights with the ignored label too: any ignored pixel (mmseg's own padding of label maps to
+    the crop size writes 255) fails with "IndexError: index 255 is out of bounds"
+    (open-mmlab/mmsegmentation#3734, #3831; PR #3457 unmerged). Where that happens
+    (``class_weight_ignores_pixels``), hand mmseg the average factor it meant, the sum of the class
+    weights of the pixels that are not ignored: F.cross_entropy's own weighted mean, and exactly
+    mmseg's value for labels without ignored pixels. Ignored pixels weigh 0 whatever
+    ``avg_non_ignore`` says (a class weight for them does not exist). Nothing to do without mmseg's models
+    (e.g. mmcv without its compiled ops, which mmseg.models imports)."""
+    try:
+        if class_weight_ignores_pixels():
+            return False
+    except ImportError:
+        return False
+    from mmseg.models.losses import cross_entropy_loss
+    upstream = cross_entropy_loss.cross_entropy
+
+    def cross_entropy(pred, label, weight=None, class_weight=None, reduction='mean', avg_factor=None,
+                      ignore_index=-100, avg_non_ignore=False):
+        if class_weight is not None and avg_factor is None and reduction == 'mean':
+            valid = label != ignore_index
+            avg_factor = torch.where(valid, class_weight[label.where(valid, 0)], 0).sum()
+        return upstream(pred, label, weight, class_weight, reduction, avg_factor, ignore_index, avg_non_ignore)
+
+    cross_entropy_loss.cross_entropy = cross_entropy
+    return True
+
+
+FIXES = (allow_mmengine_checkpoints, allow_cpu_distributed, route_deformable_attention, allow_cpu_bf16_amp,
+         weight_ignored_pixels)
 
 
 def apply() -> None:
