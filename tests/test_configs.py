@@ -18,7 +18,9 @@ from mmpe.engine.preflight import config_checkpoints
 from mmpe.testing import build_model, det_batch, finite_losses, seg_batch, train_step
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-CONFIGS = sorted(osp.relpath(p, ROOT) for p in glob.glob(osp.join(ROOT, 'configs', '**', '*.py'), recursive=True))
+# every runnable config; configs/**/_base_/ hold pieces that runnable configs inherit, as in mmdet/mmseg
+CONFIGS = sorted(osp.relpath(p, ROOT) for p in glob.glob(osp.join(ROOT, 'configs', '**', '*.py'), recursive=True)
+                 if '/_base_/' not in p)
 # The DINO / UperNet configs of the encoding comparison, which start from published ImageNet weights.
 COMPARISON = [c for c in CONFIGS if c.startswith(('configs/dino/', 'configs/upernet/', 'configs/mask2former/'))
               or c == 'configs/dino_swin_rope.py']
