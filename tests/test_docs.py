@@ -295,3 +295,11 @@ def test_readme_links_resolve():
             if anchor not in {default_slugify(h) for h in headings}:
                 problems.append(f'{target}: no such heading')
     assert len(local) > 10 and not problems, '\n'.join(problems)
+
+
+def test_compatibility_page_lists_every_fix():
+    """mmpe/engine/compat.py sends its readers to the compatibility guide: every fix has its row there."""
+    from mmpe.engine import compat
+
+    page = (ROOT / 'docs' / 'user_guides' / 'compatibility.md').read_text(encoding='utf-8')
+    assert [f.__name__ for f in compat.FIXES if f'| `{f.__name__}` |' not in page] == []
