@@ -30,5 +30,8 @@ setup(
         'regex',
     ],
     # transformers: its DINOv3ViTModel is the reference of the 'hf_dinov3' layout (tests/test_dinov3_layouts.py).
-    extras_require={'tests': ['pytest', 'scipy', 'transformers>=5']},
+    # docs: the manual (docs/conf.py: Sphinx + MyST, API reference by autodoc/autosummary, furo theme);
+    # tests/test_docs.py reads the manual's Markdown with MyST's parser.
+    extras_require={'tests': ['pytest', 'scipy', 'transformers>=5', 'myst-parser>=4'],
+                    'docs': ['sphinx>=8', 'myst-parser>=4', 'furo>=2024.8.6']},
 )

@@ -125,8 +125,8 @@ else
   echo "$ARCHS" > "$VENV/mmcv-build.txt"
 fi
 
-log "installing mmengine, mmdet, mmsegmentation, timm and mmpe (editable, with test tools)"
-pip_install -q -e "$ROOT[tests]"
+log "installing mmengine, mmdet, mmsegmentation, timm and mmpe (editable, with test and docs tools)"
+pip_install -q -e "$ROOT[tests,docs]"
 "$PY" -c "import mmpe, mmdet, mmseg; from mmcv.ops import MultiScaleDeformableAttention; print('stack ok: torch', __import__('torch').__version__)"
 if [ "$OPS" = cuda ]; then
   log "installed: mmcv $MMCV_VERSION with CUDA ops for architectures ${ARCHS//-/;} (and CPU ops)"

@@ -4,6 +4,7 @@ launch training, and what a run directory says about the run (its checkpoint, wh
 ``mmpe.engine.launch`` is the other side: what a tool does with its ``--launcher`` once started.
 
 Launchers (``Launcher.command``):
+
 - ``none``: ``python TOOL ARGS`` (one process).
 - ``pytorch``: ``python -m torch.distributed.run --nproc-per-node GPUS --master-port PORT TOOL ARGS
   --launcher pytorch`` on this node, as tools/dist_train.sh (GPUs: nccl; no CUDA: gloo on CPU).
@@ -13,6 +14,7 @@ Launchers (``Launcher.command``):
   values (defaults GPUS 8, GPUS_PER_NODE min(8, GPUS), CPUS_PER_TASK 5; tests/test_study_launch.py
   runs both and compares); mmengine's slurm launcher reads the port from ``MASTER_PORT``, set in
   the command's environment.
+
 Every run of a study gets its own port, ``MASTER_PORT`` (default 29500) plus the run's index, so
 runs in flight at once on one node never share one.
 

@@ -33,7 +33,7 @@ class Summary(NamedTuple):
 
 
 def t_two_sided(t: float, dof: int) -> float:
-    """P(|T| <= t) for T ~ Student t with ``dof`` (whole, >= 1) degrees of freedom, t >= 0
+    """``P(|T| <= t)`` for T ~ Student t with ``dof`` (whole, >= 1) degrees of freedom, t >= 0
     (A&S 26.7.3 for odd, 26.7.4 for even dof)."""
     theta = math.atan(t / math.sqrt(dof))
     cos2 = math.cos(theta) ** 2
@@ -52,7 +52,7 @@ def t_two_sided(t: float, dof: int) -> float:
 
 
 def t_quantile(confidence: float, dof: int) -> float:
-    """The t with P(|T| <= t) = ``confidence`` (0.95: t.ppf(0.975, dof)) for ``dof`` degrees of freedom."""
+    """The t with ``P(|T| <= t)`` = ``confidence`` (0.95: t.ppf(0.975, dof)) for ``dof`` degrees of freedom."""
     if not 0 < confidence < 1:
         raise ValueError(f'confidence must be in (0, 1), got {confidence!r}')
     if not (isinstance(dof, int) and dof >= 1):

@@ -5,7 +5,7 @@ blue. A cell's (x, y) is its (column, row), 0-based. Six binary targets (BCE):
 
 0. d(R, G) > d(R, B)      1. d(R, B) > d(R, G)      (both 0 when equal)
 2. orientation: (xg - xr)(yb - yr) - (yg - yr)(xb - xr) > 0
-3. A_RG > A_RB            4. A_RB > A_RG             A_RG = |(yr + yg)(xg - xr)| / 2
+3. A_RG > A_RB            4. A_RB > A_RG             ``A_RG = |(yr + yg)(xg - xr)| / 2``
 5. vector sum out of grid: both coordinates of pr + pg + pb exceed G - 1
 
 Accuracy is reported per group (``GROUPS``) and as the mean of the four groups.

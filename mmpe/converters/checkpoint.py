@@ -310,7 +310,7 @@ def load_checkpoint(name: str, map_location='cpu') -> dict:
 
 
 def load_from_hf(filename: str, map_location=None) -> dict:
-    """mmengine CheckpointLoader scheme hf:// (mmengine logs the name after 'load_from_')."""
+    """mmengine CheckpointLoader scheme hf:// (mmengine logs the name after ``load_from_``)."""
     return read_checkpoint(resolve(filename), map_location or 'cpu')
 
 

@@ -113,7 +113,7 @@ def convert_timm_vit(state_dict: StateDict, num_heads: Optional[int] = None) -> 
         num_heads: needed for the RoPE-ViT authors' RoPE-Mixed checkpoints (flat ``freqs``); checks
             the head dimension of Meta's DINOv3 RoPE periods.
     Returns:
-        (converted state dict, {dropped key: reason}) -- dropped are derived RoPE tables and
+        ``(converted state dict, {dropped key: reason})`` -- dropped are derived RoPE tables and
         the classification head. Unknown keys are kept, so loading reports them as unexpected.
     """
     layout = timm_vit_layout(state_dict)

@@ -4,7 +4,7 @@ mmseg 1.2.2; written for torch 2.1) on torch 2.14 and numpy 2.
 ``apply`` runs when ``mmpe`` is imported. Each fix checks that its defect exists on this stack (a
 feature check, not a version list) and changes nothing otherwise; applying twice changes nothing
 more. ``APPLIED`` names the fixes in effect. Each fix names the upstream problem it works around;
-delete it when the upstream release carries the fix. README "Compatibility fixes" lists them.
+delete it when the upstream release carries the fix. docs/user_guides/compatibility.md lists them.
 """
 import io
 import logging

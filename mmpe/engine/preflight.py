@@ -14,9 +14,9 @@ from ..converters import checkpoint as ckpt
 EXIT_CODE = 2
 DATA_SOURCES = {
     'CocoDataset': 'COCO 2017 from https://cocodataset.org/#download (train2017.zip, val2017.zip, '
-                   'annotations_trainval2017.zip), unpacked into data/coco/ (README, "Data")',
+                   'annotations_trainval2017.zip), unpacked into data/coco/ (docs/user_guides/data.md)',
     'ADE20KDataset': 'ADEChallengeData2016.zip from http://data.csail.mit.edu/places/ADEchallenge/'
-                     'ADEChallengeData2016.zip, unpacked into data/ade/ (README, "Data")',
+                     'ADEChallengeData2016.zip, unpacked into data/ade/ (docs/user_guides/data.md)',
 }
 
 
@@ -123,7 +123,7 @@ def _checkpoint_missing(name: str, what: str, fetch: str) -> List[Missing]:
                 return []
             return [Missing(what, f'{osp.abspath(name)}: No such file or directory',
                             'set it to an existing file, or name published weights by hf://, timm:// or URL '
-                            '(README, "Pretrained weights")')]
+                            '(docs/user_guides/weights.md)')]
         if not ckpt.offline():
             return []  # downloaded into the cache when the run starts
         return [Missing(f'{what}, not in the local cache and HF_HUB_OFFLINE=1', ckpt.cache_location(name),
