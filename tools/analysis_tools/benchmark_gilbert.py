@@ -4,13 +4,12 @@ against the recursive gilbert2d generator it replaced.
     python tools/analysis_tools/benchmark_gilbert.py
     python tools/analysis_tools/benchmark_gilbert.py --shapes 14x14 200x336 --repeats 21
 
-'recursive' is the classic recursive Python generator (the test oracle ``gilbert2d_reference`` of
-tests/test_gilbert.py: the same algorithm and tensor build as mmpe's former implementation);
+'recursive' is the classic recursive Python generator (the test oracle ``mmpe.testing.gilbert2d_reference``:
+the same algorithm and tensor build as mmpe's former implementation);
 'vectorised' is ``gilbert_order`` without its cache. Both outputs are checked equal before timing.
 Median of --repeats calls per case, interleaved; ``ratio`` = time / recursive time for the same shape.
 """
 import argparse
-import importlib.util
 import inspect
 import os
 import os.path as osp
@@ -19,15 +18,7 @@ import torch
 
 from mmpe.analysis.benchmark import report, time_interleaved
 from mmpe.pos_embed import gilbert_order
-
-ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-
-
-def load_reference():
-    spec = importlib.util.spec_from_file_location('test_gilbert', osp.join(ROOT, 'tests', 'test_gilbert.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.gilbert2d_reference
+from mmpe.testing import gilbert2d_reference
 
 
 def main() -> None:
@@ -41,7 +32,7 @@ def main() -> None:
     os.makedirs(args.out, exist_ok=True)
     torch.set_num_threads(1)
 
-    recursive, vectorised = load_reference(), inspect.unwrap(gilbert_order)  # unwrap: bypass the cache
+    recursive, vectorised = gilbert2d_reference, inspect.unwrap(gilbert_order)  # unwrap: bypass the cache
     cases = {}
     for shape in args.shapes:
         hw = tuple(int(s) for s in shape.lower().split('x'))
