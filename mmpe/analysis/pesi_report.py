@@ -3,12 +3,14 @@ positional encodings, built-in and learned in checkpoints, and maps of their sim
 cells.
 
 Built-in rows (``builtin_rows``: widths of embed_dims / num_heads, random ones seeded):
-  sincos            2D sin-cos table
-  sinusoid_raster   1D sinusoid (LOOPE's interleaved sin/cos) of the 1-based raster index
-  loope_static      1D sinusoid of the 1-based Gilbert order = LOOPE with X_C = 0 (as initialised)
-  ape_init          learned APE as initialised (truncated normal, std 0.02): a random table
-  rope_axial        RoPE-Axial kernel (theta axial_theta)
-  rope_mixed_init   RoPE-Mixed kernel at initialisation, mean over depth layers
+
+- sincos: 2D sin-cos table
+- sinusoid_raster: 1D sinusoid (LOOPE's interleaved sin/cos) of the 1-based raster index
+- loope_static: 1D sinusoid of the 1-based Gilbert order = LOOPE with X_C = 0 (as initialised)
+- ape_init: learned APE as initialised (truncated normal, std 0.02): a random table
+- rope_axial: RoPE-Axial kernel (theta axial_theta)
+- rope_mixed_init: RoPE-Mixed kernel at initialisation, mean over depth layers
+
 Each checkpoint NAME=PATH (mmpe, mmdet/mmseg or timm ViT/Swin checkpoint; ``checkpoint_rows``) adds a row
 per learned encoding it holds: NAME:ape (its table, resized bicubically to the grid as the model does),
 NAME:rope_mixed (kernel, mean over layers; per_layer adds one row per layer) and NAME:loope

@@ -8,6 +8,7 @@ says (``task`` is optional: runs without it form one task, and the tables then h
 Statistics over seeds (``mmpe.analysis.stats``): the mean, the sample standard deviation and the 95%
 confidence interval of the mean (Student t, n - 1 degrees of freedom); NaN values (e.g. COCO's -1 for
 an empty size range) are left out of n. Written to ``--out`` (``write_results``):
+
 - results.md/.csv: per (backbone, task, encoding), each metric at test scale 1 as mean ± std over
   seeds and its 95% CI ('n/a' for one seed), backbone parameters and GFLOPs (multiply-adds of one
   forward at ``--flops-size``, attention and RoPE included: ``mmpe.analysis.complexity``), median
