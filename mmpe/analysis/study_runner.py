@@ -149,7 +149,7 @@ class Run:
 
     @property
     def done(self) -> bool:
-        """Whether the run is evaluated (a pretraining run whether it is trained)."""
+        """Whether the run is evaluated (for a pretraining run, whether it is trained)."""
         return self.evaluated if self.evaluate else self.has('train_done')
 
     @property
