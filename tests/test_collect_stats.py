@@ -1,4 +1,4 @@
-"""Statistics of the encoding study (mmpe.analysis.stats) and their tables in
+"""Statistics of the encoding study (mmpe.analysis.stats) and their tables (mmpe.analysis.results) through
 tools/analysis_tools/collect_results.py: mean, sample std and Student-t 95% intervals over seeds,
 paired differences against the reference encoding, checked against scipy.stats and numpy on run
 directories written here with known metrics."""
@@ -16,10 +16,11 @@ import pytest
 from scipy import stats as scipy_stats
 
 from mmpe.analysis.report import write_table
+from mmpe.analysis.results import panels
 from mmpe.analysis.stats import Interval, paired_difference, summarize, t_quantile
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-COLLECT = runpy.run_path(osp.join(ROOT, 'tools', 'analysis_tools', 'collect_results.py'))
+COLLECT = osp.join(ROOT, 'tools', 'analysis_tools', 'collect_results.py')
 SCALES = (0.5, 1.0, 2.0)
 
 # the smallest backbones of each type; the tool reads the backbone type and counts its FLOPs
@@ -114,7 +115,7 @@ def read(path):
 
 def collect(monkeypatch, *args):
     monkeypatch.setattr(sys, 'argv', ['collect_results.py', *map(str, (*args, '--flops-size', 32, 32))])
-    COLLECT['main']()
+    runpy.run_path(COLLECT, run_name='__main__')
 
 
 APE = [40.0, 42.5, 39.0, 41.0, 43.0]  # ViT-tiny / upernet reference, seeds 0-4
@@ -246,7 +247,7 @@ def test_collect_reports_intervals_and_paired_differences(study, monkeypatch, ca
         assert (out / f'{name}.png').stat().st_size > 0
     # 3 (backbone, task) cells: panels of 5.5 x 4 inches at 100 dpi, three to a row
     assert plt.imread(out / 'mIoU_vs_scale.png').shape[:2] == (400, 3 * 550)
-    fig, axes = COLLECT['panels'](plt, 4, 2.0, 1.5)  # a fourth cell starts a second row
+    fig, axes = panels(plt, 4, 2.0, 1.5)  # a fourth cell starts a second row
     assert len(axes) == 4 and tuple(fig.get_size_inches()) == (6.0, 3.0)
     assert [ax.get_visible() for ax in fig.axes] == [True] * 4 + [False] * 2
     plt.close(fig)

@@ -4,7 +4,6 @@ PELayerDecayOptimizerConstructor's rule and errors on a small model, and the 'ro
 through the study tools. (tests/test_configs.py trains every config one step.)"""
 import copy
 import functools
-import importlib.util
 import os.path as osp
 import re
 
@@ -18,6 +17,7 @@ from timm.layers import LayerScale, Mlp
 
 import mmpe  # noqa: F401
 from mmpe.analysis.study import encoding_name, parse_encoding
+from mmpe.analysis.study_runner import run_config
 from mmpe.converters.checkpoint import timm_source
 from mmpe.models import PESwinTransformer, PEVisionTransformer
 from mmpe.pos_embed import RoPEAxial
@@ -251,19 +251,11 @@ def test_rope_dinov3_preset_is_dinov3s_rope():
         PESwinTransformer(pos_embed=parse_encoding('rope_dinov3')[1])
 
 
-def load_tool(name: str):
-    spec = importlib.util.spec_from_file_location(name, osp.join(ROOT, 'tools', 'analysis_tools', f'{name}.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_study_config_with_rope_dinov3_trains_one_step(tmp_path):
     """compare_encodings.py's run config for ``--encodings rope_dinov3`` on the ViT study config builds a ViT with
     DINOv3's RoPE, which trains one step (finite losses)."""
     name, pos_embed = parse_encoding('rope_dinov3')
-    text = load_tool('compare_encodings').run_config(osp.join(ROOT, 'configs/study/upernet_vit-tiny_layout.py'),
-                                                     pos_embed, name, 0, quick=True)
+    text = run_config(osp.join(ROOT, 'configs/study/upernet_vit-tiny_layout.py'), pos_embed, name, 0, quick=True)
     path = tmp_path / 'config.py'
     path.write_text(text)
     cfg = Config.fromfile(str(path))

@@ -1,68 +1,10 @@
-"""gilbert_order against a transcription of Jakub Červený's recursive gilbert2d, and the curve properties of
-docs/design.md section 3 (LOOPE X_G)."""
+"""gilbert_order against a transcription of Jakub Červený's recursive gilbert2d (``mmpe.testing``), and the
+curve properties of docs/design.md section 3 (LOOPE X_G)."""
 import pytest
 import torch
 
 from mmpe.pos_embed import gilbert_order
-
-
-def _sgn(v):
-    return (v > 0) - (v < 0)
-
-
-def _generate2d(x, y, ax, ay, bx, by):
-    """gilbert2d's generate2d (github.com/jakubcerveny/gilbert, gilbert2d.py): the cells (x, y) of the
-    rectangle at (x, y) with major axis (ax, ay) and minor axis (bx, by), in curve order."""
-    w = abs(ax + ay)
-    h = abs(bx + by)
-    (dax, day) = (_sgn(ax), _sgn(ay))  # unit major direction
-    (dbx, dby) = (_sgn(bx), _sgn(by))  # unit orthogonal direction
-
-    if h == 1:  # trivial row fill
-        for _ in range(0, w):
-            yield (x, y)
-            (x, y) = (x + dax, y + day)
-        return
-
-    if w == 1:  # trivial column fill
-        for _ in range(0, h):
-            yield (x, y)
-            (x, y) = (x + dbx, y + dby)
-        return
-
-    (ax2, ay2) = (ax // 2, ay // 2)
-    (bx2, by2) = (bx // 2, by // 2)
-
-    w2 = abs(ax2 + ay2)
-    h2 = abs(bx2 + by2)
-
-    if 2 * w > 3 * h:
-        if (w2 % 2) and (w > 2):  # prefer even steps
-            (ax2, ay2) = (ax2 + dax, ay2 + day)
-
-        # long case: split in two parts only
-        yield from _generate2d(x, y, ax2, ay2, bx, by)
-        yield from _generate2d(x + ax2, y + ay2, ax - ax2, ay - ay2, bx, by)
-
-    else:
-        if (h2 % 2) and (h > 2):  # prefer even steps
-            (bx2, by2) = (bx2 + dbx, by2 + dby)
-
-        # standard case: one step up, one long horizontal, one step down
-        yield from _generate2d(x, y, bx2, by2, ax2, ay2)
-        yield from _generate2d(x + bx2, y + by2, ax, ay, bx - bx2, by - by2)
-        yield from _generate2d(x + (ax - dax) + (bx2 - dbx), y + (ay - day) + (by2 - dby),
-                               -bx2, -by2, -(ax - ax2), -(ay - ay2))
-
-
-def gilbert2d_reference(height, width):
-    """LongTensor (height, width): the 1-based step at which gilbert2d(width, height) visits each cell."""
-    cells = _generate2d(0, 0, width, 0, 0, height) if width >= height else _generate2d(0, 0, 0, height, width, 0)
-    cols, rows = torch.tensor(list(cells), dtype=torch.long).reshape(-1, 2).T
-    order = torch.zeros(height, width, dtype=torch.long)
-    order[rows, cols] = torch.arange(1, len(cols) + 1)
-    return order
-
+from mmpe.testing import gilbert2d_reference
 
 SMALL = [(h, w) for h in range(1, 41) for w in range(1, 41)]
 LARGE = [(200, 336), (336, 200), (97, 513), (1, 700), (700, 1), (2, 301), (127, 128)]

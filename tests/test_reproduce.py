@@ -19,11 +19,12 @@ import torch
 from mmengine.config import Config, ConfigDict
 
 from mmpe.analysis.report import write_table
+from mmpe.analysis.reproduce import REPRODUCE_TABLE
 from mmpe.analysis.study import TTA, read_csv
 from mmpe.engine.launch import tta_config
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-COLLECT = runpy.run_path(osp.join(ROOT, 'tools', 'analysis_tools', 'collect_results.py'))
+COLLECT = osp.join(ROOT, 'tools', 'analysis_tools', 'collect_results.py')
 VIT_B_UPERNET = sorted(glob.glob(osp.join(ROOT, 'configs', 'upernet', '*vit-b16*.py')))
 DINO = 'configs/dino/dino-4scale_vit-b16-ape_simplefpn_8xb2-12e_coco.py'
 DEMO_SEG = 'configs/demo/upernet_swin-rope-mixed_synthetic.py'
@@ -134,7 +135,7 @@ def cell(values) -> str:
 
 def collect(monkeypatch, *args):
     monkeypatch.setattr(sys, 'argv', ['collect_results.py', *map(str, args)])
-    COLLECT['main']()
+    runpy.run_path(COLLECT, run_name='__main__')
 
 
 PAGE = """# Title
@@ -205,7 +206,7 @@ def test_reproduce_rejects_bad_tables_unknown_metrics_and_files_without_tables(t
 
 def test_reproduce_page_names_existing_configs_and_fills(tmp_path, monkeypatch):
     text = open(osp.join(ROOT, 'docs', 'reproduce.md')).read()
-    tables = COLLECT['REPRODUCE_TABLE'].findall(text)
+    tables = REPRODUCE_TABLE.findall(text)
     assert len(tables) == 4
     rows = [line for _, table in tables for line in table.splitlines()[2:]]
     configs = [re.search(r'`(configs/[^`]+\.py)`', row)[1] for row in rows]

@@ -1,4 +1,4 @@
-"""compare_encodings.py launches runs as users launch training (mmpe.analysis.launch).
+"""compare_encodings.py launches runs as users launch training (mmpe.analysis.launchers).
 
 Fast: the launchers' command lines against lists written out here, slurm's against what
 tools/slurm_train.sh runs (a fake ``srun`` on PATH records its argv), ``--dry-run`` with
@@ -18,7 +18,7 @@ import sys
 
 import pytest
 
-from mmpe.analysis.launch import Launcher, RunLock, local_checkpoint
+from mmpe.analysis.launchers import Launcher, RunLock, local_checkpoint
 from mmpe.datasets import generate_segmentation_set
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))

@@ -24,6 +24,7 @@ from mmengine.config import Config
 from mmengine.registry import DefaultScope
 
 from mmpe.analysis.study import parse_encoding
+from mmpe.analysis.study_runner import run_config
 from mmpe.analysis.transfer import SWIN_STUDY_ENCODINGS, TRANSFER, VIT_STUDY_ENCODINGS
 from mmpe.datasets import generate_segmentation_set
 from mmpe.pos_embed import LearnedPosEmbed
@@ -36,15 +37,11 @@ PRETRAIN_VIT = osp.join(STUDY, 'pretrain_vit-tiny_layout48.py')
 PRETRAIN_SWIN = osp.join(STUDY, 'pretrain_swin-tiny_layout48.py')
 
 
-def compare_encodings_module():
-    return runpy.run_path(osp.join(ROOT, TOOL), run_name='compare_encodings')
-
-
 def model_of(config, encoding, pretrained=None, tmp_path=None):
     """(model, cfg) of the run config compare_encodings.py writes for ``config`` and ``encoding``."""
     name, pos_embed = parse_encoding(encoding)
     path = tmp_path / f'{osp.basename(config)}-{name}.py'
-    path.write_text(compare_encodings_module()['run_config'](config, pos_embed, name, 0, False, pretrained))
+    path.write_text(run_config(config, pos_embed, name, 0, False, pretrained))
     cfg = Config.fromfile(str(path))
     torch.manual_seed(1)  # not the seed of the pretrained model: loading must do all the work
     model = build_model(cfg.model, cfg.default_scope)
@@ -86,7 +83,6 @@ def test_fine_tuned_backbone_starts_as_the_pretrained_one(tmp_path, pretrain, fi
 
 
 def test_run_config_names_the_pretraining_checkpoint(tmp_path):
-    run_config = compare_encodings_module()['run_config']
     name, pos_embed = parse_encoding("rope_mixed interpolate={'type': 'rope_mixed', 'coords': 'interpolate'}")
     path = tmp_path / 'config.py'
     path.write_text(run_config(osp.join(STUDY, 'transfer_fcn1x1_vit-tiny_layout144.py'), pos_embed, name, 3, True,

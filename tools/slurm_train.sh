@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Usage: GPUS=16 bash tools/slurm_train.sh PARTITION JOB_NAME CONFIG WORK_DIR [train.py options]
 # Defaults: GPUS 8, GPUS_PER_NODE min(8, GPUS), CPUS_PER_TASK 5, SRUN_ARGS none.
-# mmpe.analysis.launch.Launcher builds the same srun line (tests/test_study_launch.py checks both agree).
+# mmpe.analysis.launchers.Launcher builds the same srun line (tests/test_study_launch.py checks both agree).
 set -x
 PARTITION=$1
 JOB_NAME=$2

@@ -1,7 +1,10 @@
 """Studying the encodings. Imported here: the diagnostics of the LOOPE paper (PESI metrics of
-position tables and RoPE kernels, the Three-Cell Experiment) and the report writer, pure
-torch/numpy. Modules of their own: ``study`` (encoding presets, multi-scale evaluation, results),
-``benchmark`` (timing and memory), ``complexity`` (FLOPs, through mmengine's analyzer)."""
+position tables and RoPE kernels, the Three-Cell Experiment) and the report writer. Modules of their
+own: ``study`` (encodings by name, multi-scale evaluation, run outputs), ``study_runner`` (the study of
+compare_encodings.py), ``launchers`` (how its runs start), ``transfer`` (its presets), ``results`` and
+``reproduce`` (collect_results.py's tables, plots and docs/reproduce.md), ``stats`` (statistics over
+seeds), ``pesi_report`` (pesi.py's table), ``benchmark`` (timing and memory), ``benchmark_cases`` (what
+the benchmark tools measure), ``complexity`` (FLOPs, through mmengine's analyzer)."""
 from .pesi import cosine_similarity_map, pesi, pesi_from_similarity
 from .report import pyplot, write_table
 from .tables import (ape_table, backbone_state, loope_module, loope_positions, loope_static_table, loope_table,

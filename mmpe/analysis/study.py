@@ -1,5 +1,6 @@
-"""The encoding study: encodings by name, test-time rescaling of a config, run metadata, tables
-and plots. Shared by tools/analysis_tools/eval_multires.py, tools/analysis_tools/collect_results.py and tools/analysis_tools/compare_encodings.py.
+"""The encoding study's shared parts: encodings by name, run metadata, test-time rescaling of a
+config, the multi-scale evaluation of a checkpoint (tools/analysis_tools/eval_multires.py), and the
+outputs of a run directory (read by mmpe.analysis.results and mmpe.analysis.study_runner).
 
 A run directory (one training of one config, encoding and seed) holds mmengine's training
 outputs (checkpoints, ``<timestamp>/vis_data/scalars.json``) and ``multires/`` from
@@ -14,9 +15,15 @@ import math
 import numbers
 import os
 import os.path as osp
-from typing import Dict, List, Sequence, Tuple
+import time
+from typing import Dict, List, Optional, Sequence, Tuple
 
+from mmengine.dist import is_main_process
+
+from ..engine.launch import build_runner, tta_config
 from ..pos_embed import ENCODING_PRESETS
+from .report import pyplot, write_table
+
 
 def parse_encoding(spec: str) -> Tuple[str, dict]:
     """(name, pos_embed dict) of a preset name ('rope_mixed+ape') or of ``NAME=DICT`` with DICT a
@@ -169,3 +176,64 @@ def train_speed(run_dir: str) -> Dict[str, float]:
         memory += [log['memory'] for log in train if 'memory' in log]
     return dict(s_per_iter=sorted(times)[len(times) // 2] if times else math.nan,
                 memory_mb=max(memory) if memory else math.nan)
+
+
+# ----------------------------------------------------------------------------- multi-scale evaluation
+
+def plot_metrics(rows: List[Dict], path: str, title: str) -> None:
+    """One panel per metric, against scale (the 'tta' row is not a scale: not drawn)."""
+    rows = [row for row in rows if row['scale'] != TTA]
+    plt = pyplot()
+    metrics = [k for k in rows[0] if k != 'scale']
+    cols = min(3, len(metrics))
+    nrows = -(-len(metrics) // cols)
+    fig, axes = plt.subplots(nrows, cols, figsize=(4 * cols, 3 * nrows), squeeze=False)
+    scales = [row['scale'] for row in rows]
+    for ax, metric in zip(axes.flat, metrics):
+        ax.plot(scales, [row[metric] for row in rows], marker='o')
+        ax.axvline(1.0, color='grey', linestyle=':', linewidth=1)
+        ax.set_title(metric, fontsize='small')
+        ax.set_xlabel('test scale')
+    for ax in list(axes.flat)[len(metrics):]:
+        ax.axis('off')
+    fig.suptitle(title, fontsize='small')
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def evaluate_scales(cfg, *, config: str, checkpoint: str, scales: Sequence[float], tta: bool = False,
+                    out: Optional[str] = None) -> List[Dict]:
+    """eval_multires.py: test ``checkpoint`` with ``cfg`` (the loaded ``config`` file) at every test scale
+    (``scale_test_cfg``; one mmengine Runner per scale) and, with ``tta``, with the config's test-time
+    augmentation as tools/test.py --tta runs it (the row 'tta'; a config without one fails before testing).
+    The main process writes to ``out`` (default WORK_DIR/multires): multires.md/.csv (a row per scale,
+    a column per metric), multires.png, run.json (``run_info``, config and checkpoint paths) and config.py
+    (the config at scale 1). Returns the rows."""
+    augmented = tta_config(cfg, config) if tta else None
+    out = out or osp.join(cfg.work_dir, MULTIRES)
+    stamp = time.strftime('%Y%m%d_%H%M%S')
+    rows = []
+    for scale in scales:
+        scaled = scale_test_cfg(cfg, scale)
+        scaled.load_from = checkpoint
+        scaled.work_dir = osp.join(out, f'scale_{scale:g}')
+        scaled.experiment_name = f'multires_{stamp}_scale_{scale:g}'  # one logger/visualizer per runner
+        metrics = build_runner(scaled).test()
+        rows.append(dict(scale=scale, **clean_metrics(metrics)))
+    if augmented is not None:
+        augmented.load_from = checkpoint
+        augmented.work_dir = osp.join(out, TTA)
+        augmented.experiment_name = f'multires_{stamp}_{TTA}'
+        rows.append(dict(scale=TTA, **clean_metrics(build_runner(augmented).test())))
+    if not is_main_process():
+        return rows
+    info = dict(run_info(cfg), config=osp.abspath(config), checkpoint=osp.abspath(checkpoint))
+    os.makedirs(out, exist_ok=True)
+    cfg.dump(osp.join(out, 'config.py'))
+    with open(osp.join(out, 'run.json'), 'w') as f:
+        json.dump(info, f, indent=1)
+    title = f'{info["backbone"]} / {info["encoding"]} / seed {info["seed"]}: metrics vs test scale'
+    print(write_table(rows, osp.join(out, 'multires'), title))
+    plot_metrics(rows, osp.join(out, 'multires.png'), title)
+    return rows

@@ -1,4 +1,4 @@
-"""The Three-Cell Experiment of the LOOPE paper (docs/design.md section 9): data, model head, training.
+"""The Three-Cell Experiment of the LOOPE paper (docs/design.md section 9): data, model head, training, study.
 
 A G x G grid of cells on black; three distinct, non-collinear cells are pure red, green and
 blue. A cell's (x, y) is its (column, row), 0-based. Six binary targets (BCE):
@@ -8,17 +8,28 @@ blue. A cell's (x, y) is its (column, row), 0-based. Six binary targets (BCE):
 3. A_RG > A_RB            4. A_RB > A_RG             ``A_RG = |(yr + yg)(xg - xr)| / 2``
 5. vector sum out of grid: both coordinates of pr + pg + pb exceed G - 1
 
-Accuracy is reported per group (``GROUPS``) and as the mean of the four groups.
+Accuracy is reported per group (``GROUPS``) and as the mean of the four groups. ``three_cell_study``
+runs the experiment over encodings and seeds (tools/analysis_tools/three_cell.py).
 """
+import json
 import math
-from typing import Dict, Tuple
+import os
+import statistics
+import time
+from dataclasses import asdict, dataclass
+from typing import Dict, List, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..models import PEVisionTransformer
+from ..pos_embed import ENCODING_PRESETS
+from .report import write_table
+
 NUM_TARGETS = 6
 GROUPS = {'distance': (0, 1), 'orientation': (2,), 'area': (3, 4), 'vector_sum': (5,)}
+COLUMNS = (*GROUPS, 'mean')  # the accuracy columns of the tables
 DISTANCE_CASES = ('>', '<', '=')  # d(R, G) vs d(R, B)
 
 
@@ -149,3 +160,120 @@ def train_three_cell(model: nn.Module, grid: int, cell_size: int, steps: int, ba
             print(f'step {step + 1}/{steps} loss {sum(losses[-log_every:]) / log_every:.4f}', flush=True)
     tail = losses[-max(1, steps // 10):]
     return sum(tail) / len(tail)
+
+
+# ----------------------------------------------------------------------------- the study over encodings and seeds
+
+@dataclass(frozen=True)
+class ThreeCellSetup:
+    """What every run of a Three-Cell study shares: the board (``grid`` cells per side of ``cell`` pixels
+    = the patch size), the ViT (``embed_dims``, ``depth``, ``num_heads``, ``mlp_ratio``), the training
+    (``steps`` of ``batch_size``, AdamW ``lr`` and ``weight_decay``) and the test set (``test_size``
+    samples of seed ``test_seed``)."""
+    grid: int
+    cell: int
+    embed_dims: int
+    depth: int
+    num_heads: int
+    mlp_ratio: float
+    steps: int
+    batch_size: int
+    lr: float
+    weight_decay: float
+    test_size: int
+    test_seed: int
+
+
+def run_settings(setup: ThreeCellSetup, encoding: str, seed: int, loope_context: str) -> dict:
+    """The settings of one run as runs.jsonl records them (LOOPE runs add their context head)."""
+    settings = dict(encoding=encoding, seed=seed, **asdict(setup))
+    if encoding == 'loope':
+        settings['loope_context'] = loope_context
+    return settings
+
+
+def train_run(settings: dict, test_images: torch.Tensor, test_labels: torch.Tensor, checkpoint: str) -> dict:
+    """Train and test one run: mmpe's PEVisionTransformer (one patch per cell, no CLS token, the preset
+    encoding) in a ``ThreeCellClassifier``; saves it to ``checkpoint``. Returns the runs.jsonl record."""
+    s = settings
+    pos_embed = dict(ENCODING_PRESETS[s['encoding']])
+    if s['encoding'] == 'loope':
+        pos_embed['context'] = s['loope_context']
+    torch.manual_seed(s['seed'])
+    backbone = PEVisionTransformer(img_size=s['grid'] * s['cell'], patch_size=s['cell'], embed_dims=s['embed_dims'],
+                                   depth=s['depth'], num_heads=s['num_heads'], mlp_ratio=s['mlp_ratio'],
+                                   with_cls_token=False, pos_embed=pos_embed)
+    model = ThreeCellClassifier(backbone, s['embed_dims'])
+    start = time.perf_counter()
+    loss = train_three_cell(model, s['grid'], s['cell'], s['steps'], s['batch_size'], s['lr'], s['weight_decay'],
+                            s['seed'])
+    accuracy = evaluate(model, test_images, test_labels)
+    os.makedirs(os.path.dirname(checkpoint), exist_ok=True)
+    torch.save({'state_dict': model.state_dict(), 'meta': settings}, checkpoint)
+    return dict(settings=settings, accuracy=accuracy, final_loss=loss, seconds=time.perf_counter() - start)
+
+
+def summary_rows(results: List[dict], encodings: Sequence[str], majority: Dict[str, float]) -> List[dict]:
+    """Per encoding the group accuracies 'mean ± std' over its runs (population std), then the
+    majority-class row."""
+    rows = []
+    for encoding in encodings:
+        runs = [r for r in results if r['settings']['encoding'] == encoding]
+        if not runs:
+            continue
+        row = dict(encoding=encoding, seeds=len(runs))
+        for col in COLUMNS:
+            values = [r['accuracy'][col] for r in runs]
+            std = statistics.pstdev(values) if len(values) > 1 else 0.0
+            row[col] = f'{statistics.mean(values):.3f} ± {std:.3f}'
+        row['train_s'] = f"{statistics.mean(r['seconds'] for r in runs):.0f}"
+        rows.append(row)
+    rows.append(dict(encoding='majority class', seeds='-', **{c: f'{majority[c]:.3f}' for c in COLUMNS},
+                     train_s='-'))
+    return rows
+
+
+def three_cell_study(setup: ThreeCellSetup, *, encodings: Sequence[str], seeds: Sequence[int], out: str,
+                     loope_context: str = 'conv', table_only: bool = False) -> None:
+    """Every (encoding preset, seed) trained on its own balanced stream (the seed sets the initialisation
+    and the data) and tested on one test set shared by all runs. Writes to ``out``: runs.jsonl (one line per
+    run; runs already there with the same settings are skipped, so an interrupted study resumes;
+    ``table_only``: train nothing), three_cell.md/.csv (group accuracies over seeds and the majority-class
+    row), three_cell_runs.md/.csv (every run) and checkpoints/ENCODING_seedS.pth."""
+    os.makedirs(out, exist_ok=True)
+    log_path = os.path.join(out, 'runs.jsonl')
+    done = []
+    if os.path.exists(log_path):
+        with open(log_path) as f:
+            done = [json.loads(line) for line in f if line.strip()]
+    coords, test_labels = three_cell_sample(setup.test_size, setup.grid, setup.test_seed)
+    test_images = three_cell_images(coords, setup.grid, setup.cell)
+    results = []
+    start = time.perf_counter()
+    for encoding in encodings:
+        for seed in seeds:
+            settings = run_settings(setup, encoding, seed, loope_context)
+            previous = [r for r in done if r['settings'] == settings]
+            if previous:
+                results.append(previous[-1])
+                continue
+            if table_only:
+                print(f'{encoding} seed {seed}: not run yet (left out of the tables)')
+                continue
+            result = train_run(settings, test_images, test_labels,
+                               os.path.join(out, 'checkpoints', f'{encoding}_seed{seed}.pth'))
+            results.append(result)
+            with open(log_path, 'a') as f:
+                f.write(json.dumps(result) + '\n')
+            acc = ' '.join(f'{k} {v:.3f}' for k, v in result['accuracy'].items())
+            print(f"{encoding} seed {seed}: {acc} (loss {result['final_loss']:.3f}, {result['seconds']:.0f} s)",
+                  flush=True)
+    majority = majority_accuracy(test_labels)
+    title = (f"Three-Cell test accuracy ({setup.test_size} samples, {setup.grid}x{setup.grid} cells of {setup.cell} "
+             f"px; ViT {setup.embed_dims}d x {setup.depth}, {setup.num_heads} heads; {setup.steps} steps of "
+             f"{setup.batch_size}; mean ± std over seeds {seeds})")
+    write_table([dict(encoding=r['settings']['encoding'], seed=r['settings']['seed'], **r['accuracy'],
+                      final_loss=r['final_loss'], seconds=r['seconds']) for r in results],
+                os.path.join(out, 'three_cell_runs'), 'Three-Cell runs')
+    print(write_table(summary_rows(results, encodings, majority), os.path.join(out, 'three_cell'), title))
+    print(f'total {time.perf_counter() - start:.0f} s; tables in {out}')

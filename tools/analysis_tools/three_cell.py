@@ -18,19 +18,13 @@ each target's more frequent label on the test set), ``three_cell_runs.md/.csv`` 
 ``checkpoints/ENCODING_seedS.pth`` (the trained model, readable by ``tools/analysis_tools/pesi.py --checkpoint``).
 """
 import argparse
-import json
-import os
-import statistics
-import time
 
 import torch
 
-from mmpe.analysis import (GROUPS, ThreeCellClassifier, evaluate, majority_accuracy, three_cell_images,
-                           three_cell_sample, train_three_cell, write_table)
-from mmpe.models.vit import VIT_ENCODINGS, PEVisionTransformer
+from mmpe.analysis.three_cell import ThreeCellSetup, three_cell_study
+from mmpe.models.vit import VIT_ENCODINGS
 from mmpe.pos_embed import ENCODING_PRESETS
 
-COLUMNS = (*GROUPS, 'mean')
 # Encodings by preset name (mmpe.pos_embed.ENCODING_PRESETS) that a ViT takes, e.g. rope_dinov3.
 VIT_PRESETS = [name for name, preset in ENCODING_PRESETS.items() if preset['type'] in VIT_ENCODINGS]
 QUICK = dict(grid=5, cell=2, embed_dims=16, depth=1, num_heads=2, mlp_ratio=2.0, steps=4, batch_size=16,
@@ -68,92 +62,15 @@ def parse_args(argv=None):
     return args
 
 
-def run_settings(args, encoding: str, seed: int) -> dict:
-    keys = ('grid', 'cell', 'embed_dims', 'depth', 'num_heads', 'mlp_ratio', 'steps', 'batch_size', 'lr',
-            'weight_decay', 'test_size', 'test_seed')
-    settings = dict(encoding=encoding, seed=seed, **{k: getattr(args, k) for k in keys})
-    if encoding == 'loope':
-        settings['loope_context'] = args.loope_context
-    return settings
-
-
-def train_one(settings: dict, test_images, test_labels, checkpoint: str) -> dict:
-    s = settings
-    pos_embed = dict(ENCODING_PRESETS[s['encoding']])
-    if s['encoding'] == 'loope':
-        pos_embed['context'] = s['loope_context']
-    torch.manual_seed(s['seed'])
-    backbone = PEVisionTransformer(img_size=s['grid'] * s['cell'], patch_size=s['cell'], embed_dims=s['embed_dims'],
-                                   depth=s['depth'], num_heads=s['num_heads'], mlp_ratio=s['mlp_ratio'],
-                                   with_cls_token=False, pos_embed=pos_embed)
-    model = ThreeCellClassifier(backbone, s['embed_dims'])
-    start = time.perf_counter()
-    loss = train_three_cell(model, s['grid'], s['cell'], s['steps'], s['batch_size'], s['lr'], s['weight_decay'],
-                            s['seed'])
-    accuracy = evaluate(model, test_images, test_labels)
-    os.makedirs(os.path.dirname(checkpoint), exist_ok=True)
-    torch.save({'state_dict': model.state_dict(), 'meta': settings}, checkpoint)
-    return dict(settings=settings, accuracy=accuracy, final_loss=loss, seconds=time.perf_counter() - start)
-
-
-def summarize(results, encodings, majority) -> list:
-    rows = []
-    for encoding in encodings:
-        runs = [r for r in results if r['settings']['encoding'] == encoding]
-        if not runs:
-            continue
-        row = dict(encoding=encoding, seeds=len(runs))
-        for col in COLUMNS:
-            values = [r['accuracy'][col] for r in runs]
-            std = statistics.pstdev(values) if len(values) > 1 else 0.0
-            row[col] = f'{statistics.mean(values):.3f} ± {std:.3f}'
-        row['train_s'] = f"{statistics.mean(r['seconds'] for r in runs):.0f}"
-        rows.append(row)
-    rows.append(dict(encoding='majority class', seeds='-', **{c: f'{majority[c]:.3f}' for c in COLUMNS},
-                     train_s='-'))
-    return rows
-
-
 def main(argv=None):
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
-    os.makedirs(args.out, exist_ok=True)
-    log_path = os.path.join(args.out, 'runs.jsonl')
-    done = []
-    if os.path.exists(log_path):
-        with open(log_path) as f:
-            done = [json.loads(line) for line in f if line.strip()]
-    coords, test_labels = three_cell_sample(args.test_size, args.grid, args.test_seed)
-    test_images = three_cell_images(coords, args.grid, args.cell)
-    results = []
-    start = time.perf_counter()
-    for encoding in args.encodings:
-        for seed in args.seeds:
-            settings = run_settings(args, encoding, seed)
-            previous = [r for r in done if r['settings'] == settings]
-            if previous:
-                results.append(previous[-1])
-                continue
-            if args.table_only:
-                print(f'{encoding} seed {seed}: not run yet (left out of the tables)')
-                continue
-            result = train_one(settings, test_images, test_labels,
-                               os.path.join(args.out, 'checkpoints', f'{encoding}_seed{seed}.pth'))
-            results.append(result)
-            with open(log_path, 'a') as f:
-                f.write(json.dumps(result) + '\n')
-            acc = ' '.join(f'{k} {v:.3f}' for k, v in result['accuracy'].items())
-            print(f"{encoding} seed {seed}: {acc} (loss {result['final_loss']:.3f}, {result['seconds']:.0f} s)",
-                  flush=True)
-    majority = majority_accuracy(test_labels)
-    title = (f"Three-Cell test accuracy ({args.test_size} samples, {args.grid}x{args.grid} cells of {args.cell} px; "
-             f"ViT {args.embed_dims}d x {args.depth}, {args.num_heads} heads; {args.steps} steps of "
-             f"{args.batch_size}; mean ± std over seeds {args.seeds})")
-    write_table([dict(encoding=r['settings']['encoding'], seed=r['settings']['seed'], **r['accuracy'],
-                      final_loss=r['final_loss'], seconds=r['seconds']) for r in results],
-                os.path.join(args.out, 'three_cell_runs'), 'Three-Cell runs')
-    print(write_table(summarize(results, args.encodings, majority), os.path.join(args.out, 'three_cell'), title))
-    print(f'total {time.perf_counter() - start:.0f} s; tables in {args.out}')
+    setup = ThreeCellSetup(grid=args.grid, cell=args.cell, embed_dims=args.embed_dims, depth=args.depth,
+                           num_heads=args.num_heads, mlp_ratio=args.mlp_ratio, steps=args.steps,
+                           batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
+                           test_size=args.test_size, test_seed=args.test_seed)
+    three_cell_study(setup, encodings=args.encodings, seeds=args.seeds, out=args.out,
+                     loope_context=args.loope_context, table_only=args.table_only)
 
 
 if __name__ == '__main__':
