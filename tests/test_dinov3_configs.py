@@ -110,7 +110,7 @@ def test_config_builds_a_dinov3_backbone(path):
         rope = block.attn.pos_embed
         assert isinstance(rope, RoPEAxial)
         assert (rope.theta, rope.pairing, rope.axes) == (100.0, 'half', 'yx')
-    assert backbone.rope_coords == 'centered' and backbone.rope_coord_aug is None
+    assert backbone.pos_embed_spec.coords == 'centered' and backbone.pos_embed_spec.coord_aug is None
     torch.testing.assert_close(backbone.blocks[0].ls1.gamma, torch.full((NARROW, ), 1e-5))
 
 
@@ -272,7 +272,7 @@ def test_study_config_with_rope_dinov3_trains_one_step(tmp_path):
     model = build_model(cfg.model, cfg.default_scope)
     DefaultScope._instance_dict.clear()
     rope = model.backbone.blocks[0].attn.pos_embed
-    assert isinstance(rope, RoPEAxial) and (rope.pairing, rope.axes, model.backbone.rope_coords) == \
+    assert isinstance(rope, RoPEAxial) and (rope.pairing, rope.axes, model.backbone.pos_embed_spec.coords) == \
         ('half', 'yx', 'centered')
     losses = train_step(model, seg_batch([(3, 128, 160)] * 2, num_classes=cfg.model.decode_head.num_classes))
     assert finite_losses(losses)

@@ -456,7 +456,7 @@ def test_rpb_table_index_and_bias(window):
 # ----------------------------------------------------------------------------- builder
 
 CONTEXT = dict(embed_dims=64, grid_size=(4, 6), patch_size=4, in_channels=3, num_prefix_tokens=1, num_heads=4,
-               head_dim=16, window_size=(3, 5))
+               head_dim=16, window_size=(3, 5), axial_theta=100.0)
 BUILT = [
     (dict(type='ape'), LearnedPosEmbed, None),
     (dict(type='sincos'), SinCosPosEmbed, None),
@@ -509,10 +509,16 @@ def test_built_encodings_implement_their_roles_base_class():
 
 
 def test_builder_theta():
+    """RoPE-Axial's theta: the config's, else the backbone's default (axial_theta), which the builder must be given;
+    RoPE-Mixed's: 10 unless given."""
     assert build_pos_embed(dict(type='rope_axial'), 'attention', **CONTEXT).theta == 100.0
-    assert build_pos_embed(dict(type='rope_axial'), 'attention', axial_theta=50.0, **CONTEXT).theta == 50.0
-    assert build_pos_embed(dict(type='rope_axial', theta=10), 'attention', axial_theta=50.0, **CONTEXT).theta == 10
-    assert build_pos_embed(dict(type='rope_mixed'), 'attention', **CONTEXT).theta == 10.0
+    assert build_pos_embed(dict(type='rope_axial'), 'attention', **{**CONTEXT, 'axial_theta': 50.0}).theta == 50.0
+    given = build_pos_embed(dict(type='rope_axial', theta=10), 'attention', **{**CONTEXT, 'axial_theta': 50.0})
+    assert given.theta == 10
+    without_default = {k: v for k, v in CONTEXT.items() if k != 'axial_theta'}
+    with pytest.raises(ValueError, match=r"pos_embed type='rope_axial' has no theta: give theta, or axial_theta"):
+        build_pos_embed(dict(type='rope_axial'), 'attention', **without_default)
+    assert build_pos_embed(dict(type='rope_mixed'), 'attention', **without_default).theta == 10.0
     mixed = build_pos_embed(dict(type='rope_mixed', theta=100.0), 'attention', **CONTEXT)
     torch.testing.assert_close(mixed.freqs.detach().norm(dim=0)[0, :4], 100.0 ** (-torch.arange(0, 16, 4) / 16))
     assert build_pos_embed(dict(type='loope', context='mlp'), 'token', **CONTEXT).context.grid_size == (4, 6)

@@ -171,7 +171,7 @@ def test_pretrained_init_cfg_and_cli(tmp_path, monkeypatch, timm_plain_bicubic):
     src = str(tmp_path / 'timm.safetensors')
     save_file(timm_model.state_dict(), src)
     logs = []
-    monkeypatch.setattr('mmpe.models.vit.print_log', lambda msg, *a, **k: logs.append(msg))
+    monkeypatch.setattr('mmpe.converters.backbone.print_log', lambda msg, *a, **k: logs.append(msg))
 
     model = vit_small(dict(type='rope_mixed', with_ape=True), img_size=320,
                       init_cfg=dict(type='Pretrained', checkpoint=src)).eval()

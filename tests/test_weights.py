@@ -297,8 +297,9 @@ def test_timm_swin_t_gives_timms_stage_features(timm_swin_t, source, layout):
     with _log_messages() as messages:
         model = _loaded(PESwinTransformer, names[source], window_fit='fit').eval()
     assert f'checkpoint {names[source]}: detected layout {layout!r}: {SWIN_LAYOUTS[layout]}' in messages
-    assert f'PESwinTransformer: keys not in the checkpoint: {OUT_NORM_KEYS}' in messages
-    assert not any('checkpoint keys not used' in m for m in messages)
+    assert f'checkpoint {names[source]}: missing keys (in PESwinTransformer, not in the checkpoint): ' \
+        f'{OUT_NORM_KEYS}' in messages
+    assert not any('unexpected keys' in m for m in messages)
     for size, (images, maps) in expected.items():
         with torch.no_grad():
             actual = model(images)
@@ -535,5 +536,5 @@ def test_nothing_fits_is_an_error_and_partial_match_a_warning(tmp_path, checkpoi
     with _log_messages() as messages:
         _loaded(PESwinTransformer, str(rpb), **dict(SWIN, pos_embed=dict(type='rope_mixed')))
     text = '\n'.join(messages)
-    assert 'keys not in the checkpoint' in text and 'stages.0.blocks.0.attn.w_msa.pos_embed.freqs' in text
-    assert 'checkpoint keys not used' in text and 'relative_position_bias_table' in text
+    assert 'missing keys' in text and 'stages.0.blocks.0.attn.w_msa.pos_embed.freqs' in text
+    assert 'unexpected keys' in text and 'relative_position_bias_table' in text
