@@ -7,6 +7,7 @@ import functools
 import importlib.util
 import os.path as osp
 import re
+import types
 
 import pytest
 import torch
@@ -20,7 +21,7 @@ import mmpe  # noqa: F401
 from mmpe.analysis.study import encoding_name, parse_encoding
 from mmpe.converters.checkpoint import timm_source
 from mmpe.models import PESwinTransformer, PEVisionTransformer
-from mmpe.pos_embed import RoPEAxial
+from mmpe.pos_embed import ENCODING_PRESETS, RoPEAxial
 from mmpe.testing import build_model, finite_losses, seg_batch, train_step
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -93,6 +94,18 @@ def test_config_differs_from_the_ape_baseline_of_its_size_only_by_dinov3(path):
     variables = ('optim_wrapper', 'pretrained', 'depth', 'custom_keys', 'backbone_no_decay')
     assert {k: v for k, v in cfg.items() if k not in variables} == \
         {k: v for k, v in baseline.items() if k not in variables}
+
+
+@pytest.mark.parametrize('path', [CONFIGS[0], CONFIGS[2]])
+def test_config_takes_the_preset_and_dumps(path, tmp_path):
+    """The ViT-B configs (the ViT-L ones inherit them) take DINOv3's RoPE from the 'rope_dinov3' preset, imported
+    after _base_ (an old-style config); no module becomes a config value, and a dumped config rebuilds to the same
+    dict."""
+    cfg = parsed(path)
+    assert cfg.model.backbone.pos_embed == ENCODING_PRESETS['rope_dinov3']
+    assert not any(isinstance(value, types.ModuleType) for value in cfg.values())
+    cfg.dump(str(tmp_path / 'dumped.py'))
+    assert Config.fromfile(str(tmp_path / 'dumped.py')).to_dict() == cfg.to_dict()
 
 
 @pytest.mark.parametrize('path', CONFIGS)

@@ -19,6 +19,8 @@ from mmpe.pos_embed import BACKBONE_ENCODINGS, PosEmbedSpec, RelativePositionBia
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(__file__).resolve().parent / 'data'
 SMALL = dict(embed_dims=32, depths=(2, 2, 2, 2), num_heads=(2, 4, 8, 16), window_size=7, drop_path_rate=0.0)
+TINY = dict(embed_dims=16, depths=(2,), num_heads=(2,), strides=(4,), out_indices=(0,), window_size=4,
+            pretrain_img_size=32)
 SWIN_T = dict(embed_dims=96, depths=(2, 2, 6, 2), num_heads=(3, 6, 12, 24), window_size=7, drop_path_rate=0.0)
 SIZES = [(224, 224), (200, 312), (97, 131)]
 ENCODINGS = BACKBONE_ENCODINGS['swin']
@@ -85,6 +87,33 @@ def test_pretrained_init_cfg_loads_mmdet_detector_checkpoint(mmdet_and_ours, tmp
     with torch.no_grad():
         for a, e in zip(ours(x), ref(x)):
             torch.testing.assert_close(a, e, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize('encoding', [dict(type='loope'), dict(type='rope_mixed', with_ape=True)])
+def test_state_dicts_with_the_earlier_token_encoding_name_load(encoding, tmp_path):
+    """The token encoding is ``pos_embed`` (as in PEVisionTransformer); state dicts saved with its earlier name
+    ``token_pos_embed`` load unchanged: into the backbone, inside a detector (mmengine's load_from) and from a
+    detector checkpoint through init_cfg, with nothing missing or unexpected."""
+    torch.manual_seed(0)
+    saved = PESwinTransformer(**TINY, pos_embed=encoding)
+    _perturb(saved)
+    old = {('token_' + k if k.startswith('pos_embed.') else k): v for k, v in saved.state_dict().items()}
+    assert 'token_pos_embed.pos_embed' in old or 'token_pos_embed.context.head.weight' in old
+    assert not any(k.startswith('pos_embed.') for k in old)
+
+    model = PESwinTransformer(**TINY, pos_embed=encoding)
+    model.load_state_dict(old, strict=True)
+    detector = torch.nn.Module()
+    detector.backbone = PESwinTransformer(**TINY, pos_embed=encoding)
+    detector.load_state_dict({'backbone.' + k: v for k, v in old.items()}, strict=True)
+    path = tmp_path / 'detector.pth'
+    torch.save({'state_dict': {'backbone.' + k: v for k, v in old.items()}}, path)
+    from_file = PESwinTransformer(**TINY, pos_embed=encoding)
+    loaded = from_file.load_pretrained(str(path))
+    assert (loaded.layout, loaded.missing_keys, loaded.unexpected_keys) == ('mmpe', [], [])
+    for loaded_model in (model, detector.backbone, from_file):
+        for key, value in saved.state_dict().items():
+            torch.testing.assert_close(loaded_model.state_dict()[key], value, rtol=0, atol=0, msg=key)
 
 
 # ------------------------------------------------------------------------------ every encoding
