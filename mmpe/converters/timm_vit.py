@@ -164,7 +164,8 @@ def resize_ape_table(state_dict: StateDict, reference: StateDict, grid_size: HW)
         raise ValueError(f'checkpoint {APE_KEY} has {table.shape[1]} rows, not a square grid: cannot resize it to '
                          f'the {tuple(grid_size)} grid of img_size; set img_size to the size the checkpoint was '
                          f'trained at')
-    print_log(f'resized pos_embed from {side}x{side} to {tuple(grid_size)}', logger='current')
+    print_log(f'resized the checkpoint\'s {APE_KEY} from {side}x{side} to the model\'s {tuple(grid_size)} grid',
+              logger='current')
     return {**state_dict, APE_KEY: resize_pos_table(table, (side, side), grid_size)}
 
 
