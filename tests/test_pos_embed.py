@@ -600,6 +600,8 @@ def test_spec_theta_default_is_the_backbones():
                                                r"'interpolate', 'centered'"),
     (dict(type='rope_mixed', theta=-1.0), r'pos_embed theta must be a positive number, got -1.0'),
     (dict(type='rope_axial', coord_aug=dict(jitter=0.5)), r'coord_aug jitter must be a finite number >= 1, got 0.5'),
+    (dict(type='ape', coords='interpolate'), r"pos_embed type='ape' got unknown parameter\(s\) 'coords'; "
+                                             r"accepted: 'embed_prefix'"),
 ])
 def test_spec_built_directly_is_validated_alike(kwargs, match):
     with pytest.raises(ValueError, match=match):

@@ -43,6 +43,15 @@ def _check_type(kind) -> None:
                          f'accepted types: {format_choices(PARAMETERS)}')
 
 
+def _check_parameters(kind: str, names) -> None:
+    """ValueError when ``names`` (given parameters) hold one that type ``kind`` does not take."""
+    unknown = sorted(set(names) - set(PARAMETERS[kind]))
+    if unknown:
+        accepted = format_choices(PARAMETERS[kind]) if PARAMETERS[kind] else 'none'
+        raise ValueError(f'pos_embed type={kind!r} got unknown parameter(s) {format_choices(unknown)}; '
+                         f'accepted: {accepted}')
+
+
 def _parse_coord_aug(aug) -> Optional[dict]:
     """None, or ``dict(shift=s, jitter=j, rescale=r)`` (a new dict, floats) with the missing keys at their no-op
     values."""
@@ -69,9 +78,9 @@ class PosEmbedSpec:
     """One positional encoding, validated: its ``type`` and every parameter, defaults filled in.
 
     Make one from a config dict with ``PosEmbedSpec.parse(cfg)`` (``cfg`` as a backbone's ``pos_embed``,
-    e.g. ``dict(type='rope_mixed', with_ape=True)``); construction validates the values either way, with
-    errors that name the parameter, the value and what is accepted. Parameters the type does not take keep the
-    defaults below, where they do nothing. ``coord_aug`` is a dict (read it, do not change it).
+    e.g. ``dict(type='rope_mixed', with_ape=True)``); construction validates either way, with errors that name
+    the parameter, the value and what is accepted. Parameters the type does not take keep the defaults below
+    (another value is an error), where they do nothing. ``coord_aug`` is a dict (read it, do not change it).
 
     Fields (docs/design.md sections 2-3): type ('ape', 'sincos', 'rope_axial', 'rope_mixed', 'loope', 'rpb',
     'none'); theta (RoPE base: RoPE-Mixed's init, 10 by default; RoPE-Axial's, None = the backbone's default,
@@ -93,6 +102,8 @@ class PosEmbedSpec:
 
     def __post_init__(self):
         _check_type(self.type)
+        _check_parameters(self.type, [f.name for f in dataclasses.fields(self)
+                                      if f.name != 'type' and getattr(self, f.name) != f.default])
         for name, value in TYPE_DEFAULTS.get(self.type, {}).items():
             if getattr(self, name) is None:
                 object.__setattr__(self, name, value)
@@ -124,11 +135,7 @@ class PosEmbedSpec:
             params = dict(cfg)
             kind = params.pop('type')
             _check_type(kind)
-            unknown = sorted(set(params) - set(PARAMETERS[kind]))
-            if unknown:
-                accepted = format_choices(PARAMETERS[kind]) if PARAMETERS[kind] else 'none'
-                raise ValueError(f'pos_embed type={kind!r} got unknown parameter(s) '
-                                 f'{format_choices(unknown)}; accepted: {accepted}')
+            _check_parameters(kind, params)
             cfg = cls(type=kind, **params)
         if cfg.type == 'rope_axial' and cfg.theta is None and axial_theta is not None:
             cfg = dataclasses.replace(cfg, theta=axial_theta)
