@@ -148,12 +148,12 @@ class PosEmbedSpec:
 
     @property
     def is_rope(self) -> bool:
-        """RoPE-Axial or RoPE-Mixed: rotates q/k, takes RoPE coordinates."""
+        """True for the rotary encodings (RoPE-Axial, RoPE-Mixed), which rotate q/k at RoPE coordinates."""
         return self.type in ('rope_axial', 'rope_mixed')
 
     @property
     def has_learned_ape(self) -> bool:
-        """A learned APE table: 'ape', or RoPE ``with_ape``."""
+        """True when the encoding has a learned APE table ('ape', or a RoPE ``with_ape``)."""
         return self.type == 'ape' or (self.is_rope and self.with_ape)
 
     def check_window_local_coords(self, owner: str, coords: Tuple[str, ...] = ('index',)) -> None:
