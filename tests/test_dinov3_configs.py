@@ -6,6 +6,7 @@ import copy
 import functools
 import os.path as osp
 import re
+import types
 
 import pytest
 import torch
@@ -20,7 +21,7 @@ from mmpe.analysis.study import encoding_name, parse_encoding
 from mmpe.analysis.study_runner import run_config
 from mmpe.converters.checkpoint import timm_source
 from mmpe.models import PESwinTransformer, PEVisionTransformer
-from mmpe.pos_embed import RoPEAxial
+from mmpe.pos_embed import ENCODING_PRESETS, RoPEAxial
 from mmpe.testing import build_model, finite_losses, seg_batch, train_step
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -95,6 +96,18 @@ def test_config_differs_from_the_ape_baseline_of_its_size_only_by_dinov3(path):
         {k: v for k, v in baseline.items() if k not in variables}
 
 
+@pytest.mark.parametrize('path', [CONFIGS[0], CONFIGS[2]])
+def test_config_takes_the_preset_and_dumps(path, tmp_path):
+    """The ViT-B configs (the ViT-L ones inherit them) take DINOv3's RoPE from the 'rope_dinov3' preset, imported
+    after _base_ (an old-style config); no module becomes a config value, and a dumped config rebuilds to the same
+    dict."""
+    cfg = parsed(path)
+    assert cfg.model.backbone.pos_embed == ENCODING_PRESETS['rope_dinov3']
+    assert not any(isinstance(value, types.ModuleType) for value in cfg.values())
+    cfg.dump(str(tmp_path / 'dumped.py'))
+    assert Config.fromfile(str(tmp_path / 'dumped.py')).to_dict() == cfg.to_dict()
+
+
 @pytest.mark.parametrize('path', CONFIGS)
 def test_config_builds_a_dinov3_backbone(path):
     """Built (narrowed): 4 register tokens after the CLS token, LayerScale (1e-5) and a GELU MLP in every block,
@@ -110,7 +123,7 @@ def test_config_builds_a_dinov3_backbone(path):
         rope = block.attn.pos_embed
         assert isinstance(rope, RoPEAxial)
         assert (rope.theta, rope.pairing, rope.axes) == (100.0, 'half', 'yx')
-    assert backbone.rope_coords == 'centered' and backbone.rope_coord_aug is None
+    assert backbone.pos_embed_spec.coords == 'centered' and backbone.pos_embed_spec.coord_aug is None
     torch.testing.assert_close(backbone.blocks[0].ls1.gamma, torch.full((NARROW, ), 1e-5))
 
 
@@ -264,7 +277,7 @@ def test_study_config_with_rope_dinov3_trains_one_step(tmp_path):
     model = build_model(cfg.model, cfg.default_scope)
     DefaultScope._instance_dict.clear()
     rope = model.backbone.blocks[0].attn.pos_embed
-    assert isinstance(rope, RoPEAxial) and (rope.pairing, rope.axes, model.backbone.rope_coords) == \
+    assert isinstance(rope, RoPEAxial) and (rope.pairing, rope.axes, model.backbone.pos_embed_spec.coords) == \
         ('half', 'yx', 'centered')
     losses = train_step(model, seg_batch([(3, 128, 160)] * 2, num_classes=cfg.model.decode_head.num_classes))
     assert finite_losses(losses)

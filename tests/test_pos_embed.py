@@ -6,6 +6,7 @@ References are written here from the definitions, in float64 where it helps:
 - LOOPE: channel 2k = sin(X w_k), 2k+1 = cos(X w_k), w_k = 10000^(-2k/D), X = Gilbert order + offset.
 - APE: torch's bicubic interpolation; sin-cos: MAE's layout; RPB: the Swin index formula.
 """
+import dataclasses
 import math
 
 import pytest
@@ -14,8 +15,9 @@ import torch.nn.functional as F
 from timm.layers.pos_embed_sincos import RotaryEmbeddingCat, RotaryEmbeddingMixed, apply_rot_embed_cat
 from timm.models.swin_transformer import get_relative_position_index
 
-from mmpe.pos_embed import (ENCODINGS, AttentionPosEmbed, LearnedPosEmbed, LOOPEPosEmbed, RelativePositionBias,
-                            RoPEAxial, RoPEMixed, SinCosPosEmbed, TokenPosEmbed, build_pos_embed, gilbert_order)
+from mmpe.pos_embed import (ENCODINGS, AttentionPosEmbed, LearnedPosEmbed, LOOPEPosEmbed, PosEmbedSpec,
+                            RelativePositionBias, RoPEAxial, RoPEMixed, SinCosPosEmbed, TokenPosEmbed, build_pos_embed,
+                            gilbert_order)
 
 # ----------------------------------------------------------------------------- references
 
@@ -456,7 +458,7 @@ def test_rpb_table_index_and_bias(window):
 # ----------------------------------------------------------------------------- builder
 
 CONTEXT = dict(embed_dims=64, grid_size=(4, 6), patch_size=4, in_channels=3, num_prefix_tokens=1, num_heads=4,
-               head_dim=16, window_size=(3, 5))
+               head_dim=16, window_size=(3, 5), axial_theta=100.0)
 BUILT = [
     (dict(type='ape'), LearnedPosEmbed, None),
     (dict(type='sincos'), SinCosPosEmbed, None),
@@ -509,10 +511,16 @@ def test_built_encodings_implement_their_roles_base_class():
 
 
 def test_builder_theta():
+    """RoPE-Axial's theta: the config's, else the backbone's default (axial_theta), which the builder must be given;
+    RoPE-Mixed's: 10 unless given."""
     assert build_pos_embed(dict(type='rope_axial'), 'attention', **CONTEXT).theta == 100.0
-    assert build_pos_embed(dict(type='rope_axial'), 'attention', axial_theta=50.0, **CONTEXT).theta == 50.0
-    assert build_pos_embed(dict(type='rope_axial', theta=10), 'attention', axial_theta=50.0, **CONTEXT).theta == 10
-    assert build_pos_embed(dict(type='rope_mixed'), 'attention', **CONTEXT).theta == 10.0
+    assert build_pos_embed(dict(type='rope_axial'), 'attention', **{**CONTEXT, 'axial_theta': 50.0}).theta == 50.0
+    given = build_pos_embed(dict(type='rope_axial', theta=10), 'attention', **{**CONTEXT, 'axial_theta': 50.0})
+    assert given.theta == 10
+    without_default = {k: v for k, v in CONTEXT.items() if k != 'axial_theta'}
+    with pytest.raises(ValueError, match=r"pos_embed type='rope_axial' has no theta: give theta, or axial_theta"):
+        build_pos_embed(dict(type='rope_axial'), 'attention', **without_default)
+    assert build_pos_embed(dict(type='rope_mixed'), 'attention', **without_default).theta == 10.0
     mixed = build_pos_embed(dict(type='rope_mixed', theta=100.0), 'attention', **CONTEXT)
     torch.testing.assert_close(mixed.freqs.detach().norm(dim=0)[0, :4], 100.0 ** (-torch.arange(0, 16, 4) / 16))
     assert build_pos_embed(dict(type='loope', context='mlp'), 'token', **CONTEXT).context.grid_size == (4, 6)
@@ -540,3 +548,61 @@ def test_builder_theta():
 def test_builder_errors_name_parameter_and_accepted_values(cfg, role, context, match):
     with pytest.raises(ValueError, match=match):
         build_pos_embed(cfg, role, **{**CONTEXT, **context})
+
+
+# ----------------------------------------------------------------------------- the parsed config
+
+
+def test_encodings_table_is_the_documented_one():
+    """ENCODINGS (derived from PosEmbedSpec's fields) is docs/design.md section 3's table, written out here."""
+    rope = dict(with_ape=False, embed_prefix=False, coords='index', normalize_coords='separate', coord_aug=None)
+    assert ENCODINGS == {
+        'ape': dict(embed_prefix=False), 'sincos': {},
+        'rope_axial': dict(theta=None, **rope, pairing='interleaved', axes='xy'),
+        'rope_mixed': dict(theta=10.0, **rope), 'loope': dict(context='conv'), 'rpb': {}, 'none': {}}
+
+
+def test_spec_holds_every_parameter_with_its_default():
+    """A spec has the type and every parameter (those the type does not take at their no-op defaults); a spec
+    passes through parse as it is; a given config dict is copied, the spec cannot be changed."""
+    cfg = dict(type='rope_mixed', with_ape=True, coord_aug=dict(jitter=2))
+    spec = PosEmbedSpec.parse(cfg)
+    assert spec == PosEmbedSpec(type='rope_mixed', theta=10.0, with_ape=True, embed_prefix=False, coords='index',
+                                normalize_coords='separate', coord_aug=dict(shift=0.0, jitter=2.0, rescale=1.0),
+                                pairing='interleaved', axes='xy', context='conv')
+    assert spec.is_rope and spec.has_learned_ape and PosEmbedSpec.parse(spec) is spec
+    cfg['coord_aug']['jitter'] = 3
+    assert spec.coord_aug['jitter'] == 2.0
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        spec.coords = 'interpolate'
+    ape = PosEmbedSpec.parse(dict(type='ape'))
+    assert (ape.theta, ape.coords, ape.coord_aug, ape.is_rope, ape.has_learned_ape) == (None, 'index', None, False, True)
+    loope = PosEmbedSpec.parse(dict(type='loope', context='mlp'))
+    assert loope.params == dict(context='mlp') and not loope.has_learned_ape
+
+
+def test_spec_theta_default_is_the_backbones():
+    """RoPE-Axial's theta stays None until the backbone's default is filled in (a given theta wins); RoPE-Mixed's
+    is 10 whatever the backbone."""
+    assert PosEmbedSpec.parse(dict(type='rope_axial')).theta is None
+    assert PosEmbedSpec.parse(dict(type='rope_axial'), axial_theta=50.0).theta == 50.0
+    assert PosEmbedSpec.parse(dict(type='rope_axial', theta=10), axial_theta=50.0).theta == 10
+    assert PosEmbedSpec.parse(dict(type='rope_mixed'), axial_theta=50.0).theta == 10.0
+    assert PosEmbedSpec(type='rope_mixed').theta == 10.0
+    spec = PosEmbedSpec.parse(dict(type='rope_axial', pairing='half'), axial_theta=50.0)
+    rope = build_pos_embed(spec, 'attention', **{**CONTEXT, 'axial_theta': 100.0})
+    assert (rope.theta, rope.pairing) == (50.0, 'half')
+
+
+@pytest.mark.parametrize('kwargs, match', [
+    (dict(type='rope2d'), r"pos_embed type='rope2d' is not supported; accepted types: 'ape', 'sincos', 'rope_axial'"),
+    (dict(type='rope_axial', coords='dinov3'), r"pos_embed coords='dinov3' is not supported; accepted: 'index', "
+                                               r"'interpolate', 'centered'"),
+    (dict(type='rope_mixed', theta=-1.0), r'pos_embed theta must be a positive number, got -1.0'),
+    (dict(type='rope_axial', coord_aug=dict(jitter=0.5)), r'coord_aug jitter must be a finite number >= 1, got 0.5'),
+    (dict(type='ape', coords='interpolate'), r"pos_embed type='ape' got unknown parameter\(s\) 'coords'; "
+                                             r"accepted: 'embed_prefix'"),
+])
+def test_spec_built_directly_is_validated_alike(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        PosEmbedSpec(**kwargs)

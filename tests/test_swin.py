@@ -13,11 +13,14 @@ import torch.nn.functional as F
 
 from mmpe.converters import convert_microsoft_swin
 from mmpe.models import PESwinTransformer
-from mmpe.pos_embed import BACKBONE_ENCODINGS, RelativePositionBias, RoPEAxial, relative_position_index
+from mmpe.models.swin import SWIN_AXIAL_THETA
+from mmpe.pos_embed import BACKBONE_ENCODINGS, PosEmbedSpec, RelativePositionBias, RoPEAxial, relative_position_index
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(__file__).resolve().parent / 'data'
 SMALL = dict(embed_dims=32, depths=(2, 2, 2, 2), num_heads=(2, 4, 8, 16), window_size=7, drop_path_rate=0.0)
+TINY = dict(embed_dims=16, depths=(2,), num_heads=(2,), strides=(4,), out_indices=(0,), window_size=4,
+            pretrain_img_size=32)
 SWIN_T = dict(embed_dims=96, depths=(2, 2, 6, 2), num_heads=(3, 6, 12, 24), window_size=7, drop_path_rate=0.0)
 SIZES = [(224, 224), (200, 312), (97, 131)]
 ENCODINGS = BACKBONE_ENCODINGS['swin']
@@ -86,6 +89,33 @@ def test_pretrained_init_cfg_loads_mmdet_detector_checkpoint(mmdet_and_ours, tmp
             torch.testing.assert_close(a, e, rtol=0, atol=1e-5)
 
 
+@pytest.mark.parametrize('encoding', [dict(type='loope'), dict(type='rope_mixed', with_ape=True)])
+def test_state_dicts_with_the_earlier_token_encoding_name_load(encoding, tmp_path):
+    """The token encoding is ``pos_embed`` (as in PEVisionTransformer); state dicts saved with its earlier name
+    ``token_pos_embed`` load unchanged: into the backbone, inside a detector (mmengine's load_from) and from a
+    detector checkpoint through init_cfg, with nothing missing or unexpected."""
+    torch.manual_seed(0)
+    saved = PESwinTransformer(**TINY, pos_embed=encoding)
+    _perturb(saved)
+    old = {('token_' + k if k.startswith('pos_embed.') else k): v for k, v in saved.state_dict().items()}
+    assert 'token_pos_embed.pos_embed' in old or 'token_pos_embed.context.head.weight' in old
+    assert not any(k.startswith('pos_embed.') for k in old)
+
+    model = PESwinTransformer(**TINY, pos_embed=encoding)
+    model.load_state_dict(old, strict=True)
+    detector = torch.nn.Module()
+    detector.backbone = PESwinTransformer(**TINY, pos_embed=encoding)
+    detector.load_state_dict({'backbone.' + k: v for k, v in old.items()}, strict=True)
+    path = tmp_path / 'detector.pth'
+    torch.save({'state_dict': {'backbone.' + k: v for k, v in old.items()}}, path)
+    from_file = PESwinTransformer(**TINY, pos_embed=encoding)
+    loaded = from_file.load_pretrained(str(path))
+    assert (loaded.layout, loaded.missing_keys, loaded.unexpected_keys) == ('mmpe', [], [])
+    for loaded_model in (model, detector.backbone, from_file):
+        for key, value in saved.state_dict().items():
+            torch.testing.assert_close(loaded_model.state_dict()[key], value, rtol=0, atol=0, msg=key)
+
+
 # ------------------------------------------------------------------------------ every encoding
 def _expected_shapes(batch, size, embed_dims=32, strides=(4, 8, 16, 32)):
     return [(batch, embed_dims * 2 ** i, math.ceil(size[0] / s), math.ceil(size[1] / s))
@@ -107,8 +137,8 @@ def test_output_shapes_any_size(encoding):
 TRAINED = {
     'rpb': r'w_msa\.pos_embed\.relative_position_bias_table$',
     'rope_mixed': r'w_msa\.pos_embed\.freqs$',
-    'ape': r'^token_pos_embed\.pos_embed$',
-    'loope': r'^token_pos_embed\.context\.head\.weight$',
+    'ape': r'^pos_embed\.pos_embed$',
+    'loope': r'^pos_embed\.context\.head\.weight$',
     'rope_axial': None, 'sincos': None, 'none': None,
 }
 
@@ -184,7 +214,7 @@ def test_with_cp_and_frozen_stages():
 
     frozen = PESwinTransformer(**SMALL, pos_embed=dict(type='ape'), frozen_stages=1).train()
     for name, p in frozen.named_parameters():
-        should_freeze = name.startswith(('patch_embed.', 'token_pos_embed.', 'stages.0.', 'norm0.'))
+        should_freeze = name.startswith(('patch_embed.', 'pos_embed.', 'stages.0.', 'norm0.'))
         assert p.requires_grad != should_freeze, name
     assert not frozen.stages[0].training and frozen.stages[1].training
 
@@ -342,9 +372,8 @@ def _authors_checkpoint(variant: str):
 @pytest.mark.parametrize('variant', ['axial', 'mixed'])
 def test_authors_swin_rope_checkpoint_converts(variant):
     state_dict = _authors_checkpoint(variant)
-    pos_embed = dict(type=f'rope_{variant}')
-    converted = convert_microsoft_swin(state_dict, pos_embed)
-    model = PESwinTransformer(**SWIN_T, pos_embed=pos_embed).eval()
+    model = PESwinTransformer(**SWIN_T, pos_embed=dict(type=f'rope_{variant}')).eval()
+    converted = convert_microsoft_swin(state_dict, model.pos_embed_spec)
     result = model.load_state_dict(converted, strict=False)
     assert result.unexpected_keys == []
     assert set(result.missing_keys) == OUT_NORMS  # the classifier has one final norm, dropped as in mmdet
@@ -405,7 +434,7 @@ def _authors_window_attention(block, x, hw, freqs, shift):
 def test_converted_rope_attention_equals_authors_attention(variant):
     state_dict = _authors_checkpoint(variant)
     model = PESwinTransformer(**SWIN_T, pos_embed=dict(type=f'rope_{variant}')).eval()
-    model.load_state_dict(convert_microsoft_swin(state_dict, dict(type=f'rope_{variant}')), strict=False)
+    model.load_state_dict(convert_microsoft_swin(state_dict, model.pos_embed_spec), strict=False)
     x = torch.randn(2, 14 * 21, 96)
     with torch.no_grad():
         for j, shift in ((0, 0), (1, 3)):
@@ -426,7 +455,7 @@ def test_fit_attention_equals_authors_at_224(variant):
     fit = PESwinTransformer(**SWIN_T, pos_embed=pos_embed, window_fit='fit').eval()
     pad = PESwinTransformer(**SWIN_T, pos_embed=pos_embed).eval()
     for model in (fit, pad):
-        model.load_state_dict(convert_microsoft_swin(state_dict, pos_embed), strict=False)
+        model.load_state_dict(convert_microsoft_swin(state_dict, model.pos_embed_spec), strict=False)
     gen = torch.Generator().manual_seed(3)
     with torch.no_grad():
         for i, side in enumerate((56, 28, 14, 7)):
@@ -475,6 +504,8 @@ def test_rpb_bias_of_a_fitted_window():
 def test_converter_rejects_checkpoints_that_do_not_fit():
     mixed = _authors_checkpoint('mixed')
     with pytest.raises(ValueError, match="not RoPE-Axial with theta=50"):
+        convert_microsoft_swin(mixed, PosEmbedSpec.parse(dict(type='rope_axial'), axial_theta=SWIN_AXIAL_THETA))
+    with pytest.raises(ValueError, match="pos_embed type='rope_axial' without theta: the RoPE-Axial frequencies"):
         convert_microsoft_swin(mixed, dict(type='rope_axial'))
     with pytest.raises(ValueError, match="not RoPE-Axial with theta=100"):
         convert_microsoft_swin(_authors_checkpoint('axial'), dict(type='rope_axial', theta=100))

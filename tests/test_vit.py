@@ -1,5 +1,6 @@
 """PEVisionTransformer, PESimpleFPN and the timm ViT converter."""
 import functools
+import inspect
 import math
 import os
 import subprocess
@@ -12,7 +13,7 @@ from torch import nn
 
 from mmpe.converters import convert_timm_vit, timm_vit_layout
 from mmpe.models import PEVisionTransformer
-from mmpe.pos_embed import resize_pos_table
+from mmpe.pos_embed import LearnedPosEmbed, resize_pos_table
 from mmpe.testing import build_model
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -171,7 +172,7 @@ def test_pretrained_init_cfg_and_cli(tmp_path, monkeypatch, timm_plain_bicubic):
     src = str(tmp_path / 'timm.safetensors')
     save_file(timm_model.state_dict(), src)
     logs = []
-    monkeypatch.setattr('mmpe.models.vit.print_log', lambda msg, *a, **k: logs.append(msg))
+    monkeypatch.setattr('mmpe.converters.backbone.print_log', lambda msg, *a, **k: logs.append(msg))
 
     model = vit_small(dict(type='rope_mixed', with_ape=True), img_size=320,
                       init_cfg=dict(type='Pretrained', checkpoint=src)).eval()
@@ -281,6 +282,32 @@ def test_paramwise_cfg_excludes_encodings_from_weight_decay(name):
 
 
 # ---------------------------------------------------------------- bad input
+
+def test_encoding_modules_and_the_parsed_config():
+    """The backbone keeps its parsed config (``pos_embed_spec``) with RoPE-Axial's default theta filled in (100, the
+    RoPE-ViT authors' ViT value; a given theta wins), and every block's encoding has that theta."""
+    for pos_embed, theta in ((dict(type='rope_axial'), 100.0), (dict(type='rope_axial', theta=10.0), 10.0)):
+        model = small_vit(pos_embed)
+        assert (model.pos_embed_spec.type, model.pos_embed_spec.theta) == ('rope_axial', theta)
+        assert model.pos_embed is None and [b.attn.pos_embed.theta for b in model.blocks] == [theta] * 3
+    with_ape = small_vit(dict(type='rope_mixed', with_ape=True))
+    assert isinstance(with_ape.pos_embed, LearnedPosEmbed) and with_ape.pos_embed_spec.with_ape
+
+
+def test_internal_constructors_take_keywords():
+    """Past the two sizes every layer has (embed_dims, num_heads; a neck's channels), constructor arguments are
+    keyword-only; the backbones' (built from configs) all are."""
+    from mmpe.models import PESimpleFPN, PESwinTransformer, PEViTBlock, PosAttention
+    from mmpe.models.swin import PESwinBlock, PESwinStage, ShiftWindowAttention
+    for cls, positional in ((PEVisionTransformer, 0), (PESwinTransformer, 0), (PEViTBlock, 2), (PosAttention, 2),
+                            (PESwinStage, 2), (PESwinBlock, 2), (ShiftWindowAttention, 2), (PESimpleFPN, 2)):
+        params = list(inspect.signature(cls.__init__).parameters.values())[1:]
+        kinds = [p.kind for p in params]
+        assert kinds == [inspect.Parameter.POSITIONAL_OR_KEYWORD] * positional + \
+            [inspect.Parameter.KEYWORD_ONLY] * (len(params) - positional), cls.__name__
+    with pytest.raises(TypeError, match='positional argument'):
+        PEViTBlock(32, 2, 4.0)
+
 
 def test_bad_input_errors():
     with pytest.raises(ValueError, match="type='rope_2d' is not supported"):

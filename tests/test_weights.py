@@ -22,9 +22,10 @@ from mmengine.logging import MMLogger
 from mmengine.runner import CheckpointLoader, load_checkpoint
 
 from mmpe.converters import checkpoint as ckpt
-from mmpe.converters import (SWIN_LAYOUTS, VIT_LAYOUTS, convert_microsoft_swin, describe_state_dict, swin_layout,
-                             timm_vit_layout)
+from mmpe.converters import (SWIN_LAYOUTS, VIT_LAYOUTS, PretrainedLoad, convert_microsoft_swin, describe_state_dict,
+                             swin_layout, timm_vit_layout)
 from mmpe.models import PESwinTransformer, PEVisionTransformer
+from mmpe.pos_embed import PosEmbedSpec
 
 DATA = Path(__file__).resolve().parent / 'data'
 VIT = dict(img_size=64, patch_size=16, embed_dims=64, depth=2, num_heads=4, layer_scale_init_value=1e-5)
@@ -297,8 +298,9 @@ def test_timm_swin_t_gives_timms_stage_features(timm_swin_t, source, layout):
     with _log_messages() as messages:
         model = _loaded(PESwinTransformer, names[source], window_fit='fit').eval()
     assert f'checkpoint {names[source]}: detected layout {layout!r}: {SWIN_LAYOUTS[layout]}' in messages
-    assert f'PESwinTransformer: keys not in the checkpoint: {OUT_NORM_KEYS}' in messages
-    assert not any('checkpoint keys not used' in m for m in messages)
+    assert f'checkpoint {names[source]}: missing keys (in PESwinTransformer, not in the checkpoint): ' \
+        f'{OUT_NORM_KEYS}' in messages
+    assert not any('unexpected keys' in m for m in messages)
     for size, (images, maps) in expected.items():
         with torch.no_grad():
             actual = model(images)
@@ -535,5 +537,46 @@ def test_nothing_fits_is_an_error_and_partial_match_a_warning(tmp_path, checkpoi
     with _log_messages() as messages:
         _loaded(PESwinTransformer, str(rpb), **dict(SWIN, pos_embed=dict(type='rope_mixed')))
     text = '\n'.join(messages)
-    assert 'keys not in the checkpoint' in text and 'stages.0.blocks.0.attn.w_msa.pos_embed.freqs' in text
-    assert 'checkpoint keys not used' in text and 'relative_position_bias_table' in text
+    assert 'missing keys' in text and 'stages.0.blocks.0.attn.w_msa.pos_embed.freqs' in text
+    assert 'unexpected keys' in text and 'relative_position_bias_table' in text
+
+
+def test_load_pretrained_returns_what_it_loaded(checkpoints, tmp_path):
+    """Both backbones load through the one sequence and return what it did: the detected layout, the keys the
+    conversion dropped (classifier; the authors' Swin also its derived masks and window coordinates), the missing
+    and the unexpected keys. The expected keys are read off the checkpoints here."""
+    deit = checkpoints['timm_vit'][0]
+    _write(tmp_path / 'deit.pth', deit)
+    loaded = PEVisionTransformer(**VIT, pos_embed=dict(type='ape')).load_pretrained(str(tmp_path / 'deit.pth'))
+    assert isinstance(loaded, PretrainedLoad)
+    assert (loaded.checkpoint, loaded.layout, loaded.missing_keys, loaded.unexpected_keys) == \
+        (str(tmp_path / 'deit.pth'), 'vit', [], [])
+    assert set(loaded.ignored_keys) == {k for k in deit if k.startswith('head.')} != set()
+
+    authors = checkpoints['authors_swin'][0]['model']
+    _write(tmp_path / 'authors.pth', {'model': authors})
+    model = PESwinTransformer(**SWIN, pos_embed=dict(type='rope_mixed'))
+    loaded = model.load_pretrained(str(tmp_path / 'authors.pth'))
+    assert (loaded.layout, loaded.unexpected_keys) == ('rope_vit', [])
+    assert set(loaded.missing_keys) == {f'norm{i}.{p}' for i in (0, 1) for p in ('weight', 'bias')}  # per-stage norms
+    dropped = {k for k in authors if re.search(r'(\.attn_mask|\.rope_t_[xy])$|^(head|norm)\.', k)}
+    assert set(loaded.ignored_keys) == dropped and any(k.endswith('rope_t_x') for k in dropped)
+
+
+def test_pos_embed_is_parsed_once_per_backbone(checkpoints, tmp_path, monkeypatch):
+    """A backbone parses its pos_embed dict once, at construction; its blocks, stages and the conversion of a
+    checkpoint on load get the parsed spec."""
+    parsed = []
+    parse = PosEmbedSpec.parse.__func__
+
+    def counting_parse(cls, cfg, axial_theta=None):
+        if not isinstance(cfg, PosEmbedSpec):
+            parsed.append(cfg)
+        return parse(cls, cfg, axial_theta)
+
+    monkeypatch.setattr(PosEmbedSpec, 'parse', classmethod(counting_parse))
+    for name, cls, kwargs in (('timm_eva', PEVisionTransformer, VIT), ('authors_swin', PESwinTransformer, SWIN)):
+        path = tmp_path / f'{name}.pth'
+        _write(path, checkpoints[name][0])
+        _loaded(cls, str(path), **kwargs, pos_embed=dict(type='rope_mixed'))
+    assert parsed == [dict(type='rope_mixed')] * 2

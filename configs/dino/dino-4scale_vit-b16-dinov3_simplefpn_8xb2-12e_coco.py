@@ -10,10 +10,14 @@
 # either), with DINO's lr 1e-4, batch 16 and gradient clipping; layer decay replaces DINO's 0.1 backbone lr.
 _base_ = './dino-4scale_vit-b16-ape_simplefpn_8xb2-12e_coco.py'
 
+# DINOv3's RoPE is mmpe's 'rope_dinov3' encoding preset. A config is Python: an import after _base_ keeps it an
+# old-style mmengine config, and modules do not become config values (a dumped config holds the plain dict).
+import mmpe.pos_embed  # noqa: E402
+
 pretrained = 'timm://vit_base_patch16_dinov3.lvd1689m'
 model = dict(
     backbone=dict(
-        pos_embed=dict(_delete_=True, type='rope_axial', theta=100., coords='centered', pairing='half', axes='yx'),
+        pos_embed=dict(mmpe.pos_embed.ENCODING_PRESETS['rope_dinov3'], _delete_=True),
         num_reg_tokens=4,
         qkv_bias=False,
         norm_eps=1e-5,

@@ -9,10 +9,14 @@
 # 1-D parameters (biases, norms, LayerScale), tokens and position embeddings.
 _base_ = './upernet_vit-b16-ape_mln_8xb2-160k_ade20k-512x512.py'
 
+# DINOv3's RoPE is mmpe's 'rope_dinov3' encoding preset. A config is Python: an import after _base_ keeps it an
+# old-style mmengine config, and modules do not become config values (a dumped config holds the plain dict).
+import mmpe.pos_embed  # noqa: E402
+
 pretrained = 'timm://vit_base_patch16_dinov3.lvd1689m'
 model = dict(
     backbone=dict(
-        pos_embed=dict(_delete_=True, type='rope_axial', theta=100., coords='centered', pairing='half', axes='yx'),
+        pos_embed=dict(mmpe.pos_embed.ENCODING_PRESETS['rope_dinov3'], _delete_=True),
         num_reg_tokens=4,
         qkv_bias=False,
         norm_eps=1e-5,

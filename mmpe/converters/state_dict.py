@@ -19,10 +19,13 @@ def unwrap_state_dict(checkpoint: dict) -> StateDict:
 
 
 def backbone_state_dict(checkpoint: dict) -> StateDict:
-    """The backbone state dict of a checkpoint (``unwrap_state_dict``), without a 'module.'
-    prefix; when keys start with 'backbone.' (a detector or segmentor checkpoint), only
-    those, without the prefix."""
-    state_dict = unwrap_state_dict(checkpoint)
+    """The backbone state dict of a checkpoint (``unwrap_state_dict``, then ``backbone_keys``)."""
+    return backbone_keys(unwrap_state_dict(checkpoint))
+
+
+def backbone_keys(state_dict: StateDict) -> StateDict:
+    """An unwrapped state dict without a 'module.' prefix; when keys start with 'backbone.' (a detector or
+    segmentor checkpoint), only those, without the prefix."""
     if all(k.startswith('module.') for k in state_dict):
         state_dict = {k[len('module.'):]: v for k, v in state_dict.items()}
     if any(k.startswith('backbone.') for k in state_dict):

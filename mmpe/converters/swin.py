@@ -20,21 +20,20 @@
   window-local x, y. RoPE-Mixed frequencies become ``...attn.w_msa.pos_embed.freqs``.
   RoPE-Axial frequencies are a fixed buffer, fx = [mag, mag cos(pi/2)], fy = [0, mag] with
   mag_k = theta^(-4k/d), i.e. exactly our RoPE-Axial (x block first, then y block; the
-  authors' cos(pi/2) is -4.4e-8 in float32): they are checked and dropped.
+  authors' cos(pi/2) is -4.4e-8 in float32): they are checked (at the theta of the target encoding, which the
+  caller gives: PESwinTransformer's ``pos_embed_spec`` has its default filled in) and dropped.
 
-``convert_swin`` converts any of them.
+``convert_swin`` converts any of them; ``swin_state_for_model`` also resizes RPB tables to a given model.
 """
 import re
 from collections import OrderedDict
-from typing import Dict
+from typing import Dict, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
 
-from ..pos_embed import axial_magnitudes, grid_coords, parse_pos_embed_cfg
-
-# Default RoPE-Axial theta of Swin (the RoPE-ViT authors' Swin configs use 50).
-SWIN_AXIAL_THETA = 50.0
+from ..pos_embed import PosEmbedSpec, axial_magnitudes, grid_coords
+from .state_dict import StateDict
 
 _ROPE_FREQS = re.compile(r'^layers\.(\d+)\.blocks\.(\d+)\.attn\.rope_freqs$')
 _ROPE_COORDS = re.compile(r'^layers\.\d+\.blocks\.\d+\.attn\.rope_t_([xy])$')
@@ -55,7 +54,7 @@ SWIN_LAYOUTS = {
 }
 
 
-def swin_layout(state_dict: Dict[str, torch.Tensor]) -> str:
+def swin_layout(state_dict: StateDict) -> str:
     """The ``SWIN_LAYOUTS`` key of a (backbone) Swin state dict; ValueError when it is not one."""
     if any(_MICROSOFT_BLOCK.match(k) for k in state_dict):
         if any(_ROPE_FREQS.match(k) for k in state_dict):
@@ -85,71 +84,94 @@ def _check_window_coords(key: str, value: torch.Tensor, axis: str) -> None:
                          f'(token n: x = n % {window}, y = n // {window}); this checkpoint uses other coordinates')
 
 
-def convert_microsoft_swin(state_dict: Dict[str, torch.Tensor],
-                           pos_embed: dict = dict(type='rpb')) -> Dict[str, torch.Tensor]:
+def convert_microsoft_swin(state_dict: StateDict, pos_embed=dict(type='rpb')) -> StateDict:
     """Microsoft-layout Swin state dict (official or RoPE-ViT authors' Swin RoPE) ->
     ``PESwinTransformer`` keys for the encoding ``pos_embed``.
 
     Args:
         state_dict: the checkpoint's model state dict (``checkpoint['model']``).
-        pos_embed: the target model's encoding config. RoPE frequencies in the checkpoint
-            need 'rope_mixed' (they become ``freqs``) or 'rope_axial' (they must equal
-            RoPE-Axial with the config's theta, default ``SWIN_AXIAL_THETA``; then they are
-            dropped). With 'ape', ``absolute_pos_embed`` becomes ``token_pos_embed.pos_embed``.
+        pos_embed: the target model's encoding (a ``PosEmbedSpec`` or a config dict). RoPE frequencies in the
+            checkpoint need 'rope_mixed' (they become ``freqs``) or 'rope_axial' with a theta (they must equal
+            RoPE-Axial with that theta; then they are dropped). With 'ape' (or ``with_ape``),
+            ``absolute_pos_embed`` becomes ``pos_embed.pos_embed``.
     Raises ValueError when the checkpoint does not fit the target encoding.
     """
+    return _microsoft_to_mmpe(state_dict, PosEmbedSpec.parse(pos_embed))[0]
+
+
+def _microsoft_to_mmpe(state_dict: StateDict, spec: PosEmbedSpec) -> Tuple[StateDict, Dict[str, str]]:
+    """``convert_microsoft_swin``, also returning {dropped key: reason}."""
     from mmdet.models.backbones.swin import swin_converter
-    kind, params = parse_pos_embed_cfg(pos_embed)
-    axial_theta = params['theta'] if kind == 'rope_axial' and params['theta'] is not None else SWIN_AXIAL_THETA
-    rest, rope_freqs = OrderedDict(), {}
+    rest, rope_freqs, ignored = OrderedDict(), {}, {}
     for key, value in state_dict.items():
         freqs, coords = _ROPE_FREQS.match(key), _ROPE_COORDS.match(key)
         if freqs:
             rope_freqs[f'stages.{freqs[1]}.blocks.{freqs[2]}.attn.w_msa.pos_embed.freqs'] = value
         elif coords:
             _check_window_coords(key, value, coords[1])
-        elif not (_ATTN_MASK.match(key) or _CLASSIFIER.match(key)):
+            ignored[key] = 'window-local RoPE coordinates (checked; recomputed for every window)'
+        elif _ATTN_MASK.match(key):
+            ignored[key] = 'shifted-window mask (recomputed for every map)'
+        elif _CLASSIFIER.match(key):
+            ignored[key] = 'classification head / final norm (not part of the backbone)'
+        else:
             rest[key] = value
     converted = OrderedDict((k[len('backbone.'):], v) for k, v in swin_converter(rest).items())
-    if 'absolute_pos_embed' in converted and (kind == 'ape' or params.get('with_ape')):
-        converted['token_pos_embed.pos_embed'] = converted.pop('absolute_pos_embed')
-    if rope_freqs and kind not in ('rope_mixed', 'rope_axial'):
+    if 'absolute_pos_embed' in converted and spec.has_learned_ape:
+        converted['pos_embed.pos_embed'] = converted.pop('absolute_pos_embed')
+    if rope_freqs and not spec.is_rope:
         raise ValueError(f"this checkpoint holds RoPE frequencies (attn.rope_freqs); convert it for pos_embed "
-                         f"type 'rope_mixed' or 'rope_axial', not {kind!r}")
+                         f"type 'rope_mixed' or 'rope_axial', not {spec.type!r}")
+    if rope_freqs and spec.type == 'rope_axial' and spec.theta is None:
+        raise ValueError("pos_embed type='rope_axial' without theta: the RoPE-Axial frequencies in this checkpoint "
+                         "are checked against a theta; give theta, or the target model's pos_embed_spec "
+                         "(PESwinTransformer fills in its default)")
     for key, freqs in rope_freqs.items():
-        if kind == 'rope_mixed':
+        if spec.type == 'rope_mixed':
             converted[key] = freqs
             continue
-        axial = axial_as_mixed_freqs(freqs.shape[1], 2 * freqs.shape[2], axial_theta)
+        axial = axial_as_mixed_freqs(freqs.shape[1], 2 * freqs.shape[2], spec.theta)
         if freqs.shape != axial.shape or not torch.allclose(freqs.float(), axial, rtol=1e-5, atol=1e-6):
-            raise ValueError(f"{key}: these RoPE frequencies are not RoPE-Axial with theta={axial_theta} "
+            raise ValueError(f"{key}: these RoPE frequencies are not RoPE-Axial with theta={spec.theta} "
                              f"(fx = [mag, 0], fy = [0, mag]); for learned frequencies use pos_embed "
                              f"type 'rope_mixed', otherwise set the matching theta")
-    return converted
+        ignored[key] = f'RoPE-Axial frequencies (checked: theta={spec.theta}; recomputed)'
+    return converted, ignored
 
 
-def timm_swin_to_microsoft(state_dict: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+def timm_swin_to_microsoft(state_dict: StateDict) -> StateDict:
     """timm Swin state dict -> the Microsoft layout: the patch merging that opens stage i
     (``layers.{i}.downsample.*``) becomes the end of stage i - 1. Other keys are kept as they are."""
     return OrderedDict((_DOWNSAMPLE.sub(lambda m: f'layers.{int(m[1]) - 1}.downsample.', key), value)
                        for key, value in state_dict.items())
 
 
-def convert_swin(state_dict: Dict[str, torch.Tensor],
-                 pos_embed: dict = dict(type='rpb')) -> Dict[str, torch.Tensor]:
-    """A Swin state dict of any ``SWIN_LAYOUTS`` layout (``swin_layout``) -> ``PESwinTransformer``
-    keys: 'mmdet' and 'mmpe' as they are, 'timm' through ``timm_swin_to_microsoft``, then
-    Microsoft-layout ones by ``convert_microsoft_swin`` for the encoding ``pos_embed``."""
-    layout = swin_layout(state_dict)
+def convert_swin(state_dict: StateDict, pos_embed=dict(type='rpb'), *, layout: Optional[str] = None) -> StateDict:
+    """A Swin state dict of any ``SWIN_LAYOUTS`` layout (``layout`` when known, else ``swin_layout``) ->
+    ``PESwinTransformer`` keys: 'mmdet' and 'mmpe' as they are, 'timm' through ``timm_swin_to_microsoft``, then
+    Microsoft-layout ones by ``convert_microsoft_swin`` for the encoding ``pos_embed`` (a spec or a dict)."""
+    return _swin_to_mmpe(state_dict, PosEmbedSpec.parse(pos_embed), layout or swin_layout(state_dict))[0]
+
+
+def _swin_to_mmpe(state_dict: StateDict, spec: PosEmbedSpec, layout: str) -> Tuple[StateDict, Dict[str, str]]:
+    """``convert_swin``, also returning {dropped key: reason}."""
     if layout in ('mmdet', 'mmpe'):
-        return OrderedDict(state_dict)
+        return OrderedDict(state_dict), {}
     if layout == 'timm':
         state_dict = timm_swin_to_microsoft(state_dict)
-    return convert_microsoft_swin(state_dict, pos_embed)
+    return _microsoft_to_mmpe(state_dict, spec)
 
 
-def resize_rpb_tables(state_dict: Dict[str, torch.Tensor],
-                      reference: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+def swin_state_for_model(state_dict: StateDict, layout: str, reference: StateDict, *,
+                         pos_embed: PosEmbedSpec) -> Tuple[StateDict, Dict[str, str]]:
+    """A Swin checkpoint's state dict of ``layout`` -> the state dict a ``PESwinTransformer`` with encoding
+    ``pos_embed`` (its ``pos_embed_spec``) and state dict ``reference`` loads: ``convert_swin``, then
+    ``resize_rpb_tables``. Returns (state dict, {dropped key: reason})."""
+    state, ignored = _swin_to_mmpe(state_dict, pos_embed, layout)
+    return resize_rpb_tables(state, reference), ignored
+
+
+def resize_rpb_tables(state_dict: StateDict, reference: StateDict) -> StateDict:
     """Resize relative position bias tables of another window size to the model's (bicubic,
     as mmdet), taking the model's own ``relative_position_index``. ``reference``: the model's
     state dict. Returns a new dict; tables of the right size are left as they are."""

@@ -31,18 +31,23 @@ Axial RoPE has no parameters: timm's and the authors' axial tables (index grid, 
 (periods ``100 ** (4k/d)`` over centred coordinates in [-1, 1], rotate_half, rows first) is RoPE-Axial
 with theta 100, coords='centered', pairing='half', axes='yx', so nothing is converted for either.
 Derived RoPE tables and the classification head are dropped and listed in the returned ``ignored``
-mapping; every other key is passed on for the loader to report.
+mapping; every other key is passed on for the loader to report. ``vit_state_for_model`` adds what loading into
+a given model needs: a learned APE table of another grid resized to the model's (``resize_ape_table``).
 """
 import math
 from typing import Dict, Optional, Tuple
 
 import torch
+from mmengine.logging import print_log
 
+from ..pos_embed import resize_pos_table
+from ..pos_embed.grid import HW
 from .dinov3 import DINOV3_LAYOUTS, convert_dinov3, dinov3_layout
 from .state_dict import StateDict
 
 DERIVED_ROPE_KEYS = ('freqs_t_x', 'freqs_t_y', 'freqs_cis')
 HEAD_PREFIXES = ('head.', 'head_dist.', 'fc_norm.')
+APE_KEY = 'pos_embed.pos_embed'  # PEVisionTransformer's learned APE table (1, N, C)
 
 
 VIT_LAYOUTS = {
@@ -105,18 +110,20 @@ def _split_mixed_freqs(freqs: torch.Tensor, num_heads: Optional[int]) -> StateDi
     return {f'blocks.{i}.attn.pos_embed.freqs': freqs[:, i].clone() for i in range(freqs.shape[1])}
 
 
-def convert_timm_vit(state_dict: StateDict, num_heads: Optional[int] = None) -> Tuple[StateDict, Dict[str, str]]:
+def convert_timm_vit(state_dict: StateDict, num_heads: Optional[int] = None, *,
+                     layout: Optional[str] = None) -> Tuple[StateDict, Dict[str, str]]:
     """Convert a ViT state dict of any ``VIT_LAYOUTS`` layout to ``PEVisionTransformer`` keys.
 
     Args:
         state_dict: the model's tensors (unwrapped, without a key prefix).
         num_heads: needed for the RoPE-ViT authors' RoPE-Mixed checkpoints (flat ``freqs``); checks
             the head dimension of Meta's DINOv3 RoPE periods.
+        layout: the ``VIT_LAYOUTS`` key when already known (``timm_vit_layout``), else detected here.
     Returns:
         ``(converted state dict, {dropped key: reason})`` -- dropped are derived RoPE tables and
         the classification head. Unknown keys are kept, so loading reports them as unexpected.
     """
-    layout = timm_vit_layout(state_dict)
+    layout = layout or timm_vit_layout(state_dict)
     if layout == 'mmpe':
         return dict(state_dict), {}
     if layout in DINOV3_LAYOUTS:
@@ -143,3 +150,29 @@ def convert_timm_vit(state_dict: StateDict, num_heads: Optional[int] = None) -> 
         else:
             out[key] = value
     return out, ignored
+
+
+def resize_ape_table(state_dict: StateDict, reference: StateDict, grid_size: HW) -> StateDict:
+    """``state_dict`` with its learned APE table (``APE_KEY``, (1, N, C)) of another square grid resized (bicubic,
+    logged) to ``grid_size``, the model's reference grid, when the model's state dict ``reference`` has a table of
+    another length; otherwise as it is. ValueError when the table's N is not a square."""
+    table = state_dict.get(APE_KEY)
+    if table is None or APE_KEY not in reference or table.shape[1] == reference[APE_KEY].shape[1]:
+        return state_dict
+    side = math.isqrt(table.shape[1])
+    if side * side != table.shape[1]:
+        raise ValueError(f'checkpoint {APE_KEY} has {table.shape[1]} rows, not a square grid: cannot resize it to '
+                         f'the {tuple(grid_size)} grid of img_size; set img_size to the size the checkpoint was '
+                         f'trained at')
+    print_log(f'resized the checkpoint\'s {APE_KEY} from {side}x{side} to the model\'s {tuple(grid_size)} grid',
+              logger='current')
+    return {**state_dict, APE_KEY: resize_pos_table(table, (side, side), grid_size)}
+
+
+def vit_state_for_model(state_dict: StateDict, layout: str, reference: StateDict, *, num_heads: int,
+                        grid_size: HW) -> Tuple[StateDict, Dict[str, str]]:
+    """A ViT checkpoint's state dict of ``layout`` -> the state dict a ``PEVisionTransformer`` with ``num_heads``
+    heads, reference patch grid ``grid_size`` and state dict ``reference`` loads: ``convert_timm_vit``, then
+    ``resize_ape_table``. Returns (state dict, {dropped key: reason})."""
+    state, ignored = convert_timm_vit(state_dict, num_heads, layout=layout)
+    return resize_ape_table(state, reference, grid_size), ignored

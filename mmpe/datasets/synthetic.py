@@ -136,7 +136,7 @@ def get_task(task: str):
     return TASKS[task]
 
 
-def generate_detection_set(root: str, num_train: int = 200, num_val: int = 50, height: int = 256,
+def generate_detection_set(root: str, *, num_train: int = 200, num_val: int = 50, height: int = 256,
                            width: int = 320, seed: int = 0, task: str = 'halves') -> None:
     """Write ``root/{train,val}/*.png`` and ``root/annotations/instances_{train,val}.json`` (COCO)
     of ``task`` ('halves' or 'layout', module docstring)."""
@@ -159,7 +159,7 @@ def generate_detection_set(root: str, num_train: int = 200, num_val: int = 50, h
             json.dump(dict(images=images, annotations=annotations, categories=categories), f)
 
 
-def generate_segmentation_set(root: str, num_train: int = 200, num_val: int = 50, height: int = 256,
+def generate_segmentation_set(root: str, *, num_train: int = 200, num_val: int = 50, height: int = 256,
                               width: int = 320, seed: int = 0, task: str = 'halves') -> None:
     """Write the ADE20k layout of ``task``: ``root/images/{training,validation}/*.jpg`` and
     ``root/annotations/{training,validation}/*.png`` (1 = background, k + 2 = the task's

@@ -34,7 +34,7 @@ class PosAttention(nn.Module):
         pos_embed: the encoding of this layer, or None.
     """
 
-    def __init__(self, embed_dims: int, num_heads: int, qkv_bias: bool = True, qk_scale: Optional[float] = None,
+    def __init__(self, embed_dims: int, num_heads: int, *, qkv_bias: bool = True, qk_scale: Optional[float] = None,
                  attn_drop: float = 0.0, proj_drop: float = 0.0, pos_embed: Optional[AttentionPosEmbed] = None,
                  mask_k_bias: bool = False):
         super().__init__()

@@ -35,7 +35,7 @@ class PESimpleFPN(BaseModule):
     Input: a tuple holding exactly one map (B, C, h, w). Output: tuple of ``num_outs`` maps.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, scale_factors: Sequence[float] = (2.0, 1.0, 0.5),
+    def __init__(self, in_channels: int, out_channels: int, *, scale_factors: Sequence[float] = (2.0, 1.0, 0.5),
                  num_outs: int = 4, norm_cfg: Optional[dict] = dict(type='GN', num_groups=32, requires_grad=True),
                  init_cfg: Optional[dict] = None):
         super().__init__(init_cfg=init_cfg)

@@ -9,9 +9,12 @@ the outputs are the same. The one difference in the module tree: the relative po
 lives at ``attn.w_msa.pos_embed.relative_position_*`` (the attention's encoding slot), while
 mmdet stores it at ``attn.w_msa.relative_position_*``; a state-dict hook and a load pre-hook
 of ``PESwinTransformer`` translate between the two, so state dicts have exactly mmdet's keys.
+The encoding's slots are named as in ``PEVisionTransformer``: ``pos_embed`` for the token encoding
+after the patch embedding, ``attn.w_msa.pos_embed`` for each attention's; the token encoding was
+``token_pos_embed`` before, and the load pre-hook still reads those keys.
 """
 import re
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Callable, Dict, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.utils.checkpoint as cp
@@ -23,18 +26,21 @@ from mmengine.model.weight_init import constant_init, trunc_normal_init
 from mmengine.utils import to_2tuple
 from torch import nn
 
-from ..converters.swin import SWIN_AXIAL_THETA, convert_swin, resize_rpb_tables
-from ..pos_embed import AttentionPosEmbed, build_pos_embed, parse_pos_embed_cfg
-from ..pos_embed.builder import check_window_local_coords
+from ..converters.backbone import PretrainedLoad, load_pretrained
+from ..pos_embed import AttentionPosEmbed, PosEmbedSpec, build_pos_embed
 from ..pos_embed.cache import table_cache
 from ..pos_embed.grid import HW, crop_to_tokens, pad_to_multiple, patch_embed_input
-from .registry import register_model
 from .attention import PosAttention
+from .registry import register_model
 
+# RoPE-Axial's theta when pos_embed gives none: the RoPE-ViT authors' Swin configs' value.
+SWIN_AXIAL_THETA = 50.0
 
 # Our key of the relative position bias <-> mmdet's key (see the module docstring).
 _OURS_RPB = re.compile(r'(\.w_msa\.)pos_embed\.(relative_position_(?:bias_table|index))$')
 _MMDET_RPB = re.compile(r'(\.w_msa\.)(relative_position_(?:bias_table|index))$')
+# The token encoding's name before it was ``pos_embed``, as PEVisionTransformer's.
+_OLD_TOKEN_POS_EMBED = 'token_pos_embed.'
 
 
 @table_cache(maxsize=16)
@@ -98,7 +104,7 @@ class ShiftWindowAttention(BaseModule):
         pos_embed: the ``AttentionPosEmbed`` of this block (RPB, RoPE) or None.
     """
 
-    def __init__(self, embed_dims: int, num_heads: int, window_size: int, shift_size: int = 0,
+    def __init__(self, embed_dims: int, num_heads: int, *, window_size: int, shift_size: int = 0,
                  window_fit: str = 'pad', qkv_bias: bool = True, qk_scale: Optional[float] = None,
                  attn_drop_rate: float = 0.0, proj_drop_rate: float = 0.0, drop_path_rate: float = 0.0,
                  pos_embed: Optional[AttentionPosEmbed] = None):
@@ -106,8 +112,8 @@ class ShiftWindowAttention(BaseModule):
         self.window_size = window_size
         self.shift_size = shift_size
         self.window_fit = window_fit
-        self.w_msa = PosAttention(embed_dims, num_heads, qkv_bias, qk_scale, attn_drop_rate, proj_drop_rate,
-                                  pos_embed)
+        self.w_msa = PosAttention(embed_dims, num_heads, qkv_bias=qkv_bias, qk_scale=qk_scale,
+                                  attn_drop=attn_drop_rate, proj_drop=proj_drop_rate, pos_embed=pos_embed)
         self.drop = build_dropout(dict(type='DropPath', drop_prob=drop_path_rate))
 
     def window_and_shift(self, hw: HW) -> Tuple[HW, HW]:
@@ -141,7 +147,7 @@ class ShiftWindowAttention(BaseModule):
 class PESwinBlock(BaseModule):
     """Pre-norm Swin block: x + attn(norm1(x)), then x + ffn(norm2(x)) (mmcv ``FFN``)."""
 
-    def __init__(self, embed_dims: int, num_heads: int, feedforward_channels: int, window_size: int = 7,
+    def __init__(self, embed_dims: int, num_heads: int, *, feedforward_channels: int, window_size: int = 7,
                  shift: bool = False, window_fit: str = 'pad', qkv_bias: bool = True, qk_scale: Optional[float] = None,
                  drop_rate: float = 0.0, attn_drop_rate: float = 0.0, drop_path_rate: float = 0.0,
                  act_cfg: dict = dict(type='GELU'), norm_cfg: dict = dict(type='LN'), with_cp: bool = False,
@@ -149,9 +155,10 @@ class PESwinBlock(BaseModule):
         super().__init__()
         self.with_cp = with_cp
         self.norm1 = build_norm_layer(norm_cfg, embed_dims)[1]
-        self.attn = ShiftWindowAttention(embed_dims, num_heads, window_size, window_size // 2 if shift else 0,
-                                         window_fit, qkv_bias, qk_scale, attn_drop_rate, drop_rate, drop_path_rate,
-                                         pos_embed)
+        self.attn = ShiftWindowAttention(
+            embed_dims, num_heads, window_size=window_size, shift_size=window_size // 2 if shift else 0,
+            window_fit=window_fit, qkv_bias=qkv_bias, qk_scale=qk_scale, attn_drop_rate=attn_drop_rate,
+            proj_drop_rate=drop_rate, drop_path_rate=drop_path_rate, pos_embed=pos_embed)
         self.norm2 = build_norm_layer(norm_cfg, embed_dims)[1]
         self.ffn = FFN(embed_dims=embed_dims, feedforward_channels=feedforward_channels, num_fcs=2,
                        ffn_drop=drop_rate, dropout_layer=dict(type='DropPath', drop_prob=drop_path_rate),
@@ -170,18 +177,25 @@ class PESwinBlock(BaseModule):
 
 class PESwinStage(BaseModule):
     """One stage: ``depth`` blocks alternating plain and shifted windows, then the optional
-    ``downsample`` (mmcv ``PatchMerging``). ``attn_pos_embeds``: one encoding (or None) per block;
-    ``window_fit``: see ``ShiftWindowAttention``."""
+    ``downsample`` (mmcv ``PatchMerging``). ``pos_embed``: the backbone's encoding (``PosEmbedSpec``,
+    RoPE-Axial theta filled in), whose attention part (RPB, RoPE or None) the stage builds for each block's
+    windows; ``window_fit``: see ``ShiftWindowAttention``. Other arguments: ``PESwinBlock``'s, with one
+    ``drop_path_rates`` entry per block."""
 
-    def __init__(self, embed_dims: int, num_heads: int, feedforward_channels: int, depth: int, window_size: int,
+    def __init__(self, embed_dims: int, num_heads: int, *, feedforward_channels: int, depth: int, window_size: int,
                  window_fit: str, qkv_bias: bool, qk_scale: Optional[float], drop_rate: float, attn_drop_rate: float,
                  drop_path_rates: Sequence[float], downsample: Optional[nn.Module], act_cfg: dict, norm_cfg: dict,
-                 with_cp: bool, attn_pos_embeds: Sequence[Optional[AttentionPosEmbed]]):
+                 with_cp: bool, pos_embed: PosEmbedSpec):
         super().__init__()
+        # all of the stage's encodings before its blocks: the order in which they draw their initial values
+        attn_pos_embeds = [build_pos_embed(pos_embed, 'attention', num_heads=num_heads,
+                                           head_dim=embed_dims // num_heads, window_size=(window_size, window_size))
+                           for _ in range(depth)]
         self.blocks = ModuleList([
-            PESwinBlock(embed_dims, num_heads, feedforward_channels, window_size, i % 2 == 1, window_fit, qkv_bias,
-                        qk_scale, drop_rate, attn_drop_rate, drop_path_rates[i], act_cfg, norm_cfg, with_cp,
-                        attn_pos_embeds[i])
+            PESwinBlock(embed_dims, num_heads, feedforward_channels=feedforward_channels, window_size=window_size,
+                        shift=i % 2 == 1, window_fit=window_fit, qkv_bias=qkv_bias, qk_scale=qk_scale,
+                        drop_rate=drop_rate, attn_drop_rate=attn_drop_rate, drop_path_rate=drop_path_rates[i],
+                        act_cfg=act_cfg, norm_cfg=norm_cfg, with_cp=with_cp, pos_embed=attn_pos_embeds[i])
             for i in range(depth)])
         self.downsample = downsample
 
@@ -197,8 +211,10 @@ class PESwinStage(BaseModule):
         return x_down, hw_down, x, hw
 
 
-def _rename_keys(state_dict: Dict[str, torch.Tensor], prefix: str, pattern: re.Pattern, repl: str) -> None:
-    """Rename, in place and keeping the order, the keys under ``prefix`` that match ``pattern``."""
+def _rename_keys(state_dict: Dict[str, torch.Tensor], prefix: str, pattern: re.Pattern,
+                 repl: Union[str, Callable[[re.Match], str]]) -> None:
+    """Rename, in place and keeping the order, the keys under ``prefix`` that match ``pattern`` (``pattern.sub``
+    with ``repl``)."""
     if not any(k.startswith(prefix) and pattern.search(k) for k in state_dict):
         return
     items = list(state_dict.items())
@@ -214,21 +230,27 @@ class PESwinTransformer(BaseModule):
     Takes mmdet's ``SwinTransformer`` arguments (same meaning and defaults) plus ``pos_embed``:
 
     - 'rpb' (default): Swin's relative position bias; a drop-in for mmdet/mmseg Swin.
-    - 'rope_axial' (theta 50 unless given) / 'rope_mixed' (theta 10): RoPE of q and k in
+    - 'rope_axial' (theta ``SWIN_AXIAL_THETA``, 50, unless given) / 'rope_mixed' (theta 10): RoPE of q and k in
       window-local coordinates (only ``coords='index'``, no ``coord_aug``: others raise a ValueError),
       no bias; ``with_ape=True`` adds a learned APE.
     - 'ape' (learned, resized bicubically from the ``pretrain_img_size`` grid), 'sincos',
-      'loope': additive encodings after the patch embedding (``token_pos_embed``).
+      'loope': additive encodings after the patch embedding.
     - 'none'.
+
+    The encoding's modules, named as in ``PEVisionTransformer``: ``pos_embed`` acts on the tokens after the patch
+    embedding (``TokenPosEmbed``: APE, sin-cos, LOOPE, a RoPE's ``with_ape`` table; None otherwise; state dicts
+    with its earlier name ``token_pos_embed`` still load) and ``stages.i.blocks.j.attn.w_msa.pos_embed`` in each
+    attention layer (``AttentionPosEmbed``: RPB, RoPE; None otherwise). The parsed config they were built from is
+    ``pos_embed_spec`` (a ``PosEmbedSpec``, RoPE-Axial theta filled in).
 
     Input (B, in_channels, H, W), any H and W: the patch embedding and each stage pad as in
     mmdet. Output: tuple of (B, embed_dims * 2**i, ceil(H / s_i), ceil(W / s_i)) maps for i in
     ``out_indices``, s_i the stride of stage i.
 
-    ``init_cfg=dict(type='Pretrained', checkpoint=...)`` (a path, URL, ``hf://`` or ``timm://``
-    name; ``mmpe.converters.checkpoint``) detects the checkpoint's layout and loads it: mmdet/mmseg Swin as
-    it is (full detector/segmentor checkpoints too: their 'backbone.' keys are used), Microsoft
-    Swin, timm Swin and the RoPE-ViT authors' Swin RoPE converted (``mmpe.converters.convert_swin``);
+    ``init_cfg=dict(type='Pretrained', checkpoint=..., prefix=None)`` (a path, URL, ``hf://`` or ``timm://``
+    name; ``mmpe.converters.checkpoint``) detects the checkpoint's layout and loads it (``load_pretrained``):
+    mmdet/mmseg Swin as it is (full detector/segmentor checkpoints too: their 'backbone.' keys are used),
+    Microsoft Swin, timm Swin and the RoPE-ViT authors' Swin RoPE converted (``mmpe.converters.convert_swin``);
     ``convert_weights`` is accepted for mmdet configs and no longer needed.
     ``use_abs_pos_embed`` exists only so that mmdet/mmseg configs work; it must be False
     (use ``pos_embed=dict(type='ape')``).
@@ -242,7 +264,7 @@ class PESwinTransformer(BaseModule):
     Use 'fit' to reproduce official/timm/authors' Swin features (e.g. the last stage at 224).
     """
 
-    def __init__(self, pretrain_img_size=224, in_channels: int = 3, embed_dims: int = 96, patch_size: int = 4,
+    def __init__(self, *, pretrain_img_size=224, in_channels: int = 3, embed_dims: int = 96, patch_size: int = 4,
                  window_size: int = 7, mlp_ratio: float = 4, depths: Sequence[int] = (2, 2, 6, 2),
                  num_heads: Sequence[int] = (3, 6, 12, 24), strides: Sequence[int] = (4, 2, 2, 2),
                  out_indices: Sequence[int] = (0, 1, 2, 3), qkv_bias: bool = True, qk_scale: Optional[float] = None,
@@ -256,13 +278,15 @@ class PESwinTransformer(BaseModule):
                 raise ValueError('PESwinTransformer: give init_cfg or pretrained (deprecated), not both')
             init_cfg = dict(type='Pretrained', checkpoint=pretrained)
         super().__init__(init_cfg=init_cfg)
-        kind, params = parse_pos_embed_cfg(pos_embed)
-        check_window_local_coords(kind, params, 'PESwinTransformer')
+        spec = PosEmbedSpec.parse(pos_embed, axial_theta=SWIN_AXIAL_THETA)
+        spec.check_window_local_coords('PESwinTransformer')
         pretrain_img_size = to_2tuple(pretrain_img_size)
         num_stages = len(depths)
-        self._check_config(kind, pretrain_img_size, in_channels, embed_dims, patch_size, window_size, depths,
-                           num_heads, strides, out_indices, frozen_stages, use_abs_pos_embed, window_fit)
-        self.pos_embed_cfg = dict(pos_embed)
+        self._check_config(spec=spec, pretrain_img_size=pretrain_img_size, in_channels=in_channels,
+                           embed_dims=embed_dims, patch_size=patch_size, window_size=window_size, depths=depths,
+                           num_heads=num_heads, strides=strides, out_indices=out_indices,
+                           frozen_stages=frozen_stages, use_abs_pos_embed=use_abs_pos_embed, window_fit=window_fit)
+        self.pos_embed_spec = spec
         self.in_channels = in_channels
         self.patch_size = patch_size
         self.out_indices = tuple(out_indices)
@@ -276,34 +300,31 @@ class PESwinTransformer(BaseModule):
                                       kernel_size=patch_size, stride=strides[0], padding=0,
                                       norm_cfg=norm_cfg if patch_norm else None)
         grid = (pretrain_img_size[0] // patch_size, pretrain_img_size[1] // patch_size)
-        self.token_pos_embed = build_pos_embed(pos_embed, 'token', embed_dims=embed_dims, grid_size=grid,
-                                               patch_size=patch_size, in_channels=in_channels)
+        self.pos_embed = build_pos_embed(spec, 'token', embed_dims=embed_dims, grid_size=grid, patch_size=patch_size,
+                                         in_channels=in_channels)
         self.drop_after_pos = nn.Dropout(p=drop_rate)
 
         dpr = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
         self.stages = ModuleList()
         for i in range(num_stages):
-            dims, heads = self.num_features[i], num_heads[i]
+            dims = self.num_features[i]
             downsample = PatchMerging(in_channels=dims, out_channels=2 * dims, stride=strides[i + 1], padding=0,
                                       norm_cfg=norm_cfg if patch_norm else None) if i < num_stages - 1 else None
-            attn_pos_embeds = [
-                build_pos_embed(pos_embed, 'attention', num_heads=heads, head_dim=dims // heads,
-                                window_size=(window_size, window_size), axial_theta=SWIN_AXIAL_THETA)
-                for _ in range(depths[i])]
             first = sum(depths[:i])
             self.stages.append(PESwinStage(
-                dims, heads, int(mlp_ratio * dims), depths[i], window_size, window_fit, qkv_bias, qk_scale, drop_rate,
-                attn_drop_rate, dpr[first:first + depths[i]], downsample, act_cfg, norm_cfg, with_cp,
-                attn_pos_embeds))
+                dims, num_heads[i], feedforward_channels=int(mlp_ratio * dims), depth=depths[i],
+                window_size=window_size, window_fit=window_fit, qkv_bias=qkv_bias, qk_scale=qk_scale,
+                drop_rate=drop_rate, attn_drop_rate=attn_drop_rate, drop_path_rates=dpr[first:first + depths[i]],
+                downsample=downsample, act_cfg=act_cfg, norm_cfg=norm_cfg, with_cp=with_cp, pos_embed=spec))
         for i in self.out_indices:
             self.add_module(f'norm{i}', build_norm_layer(norm_cfg, self.num_features[i])[1])
 
         self.register_state_dict_post_hook(self._to_mmdet_keys)
-        self.register_load_state_dict_pre_hook(self._from_mmdet_keys)
+        self.register_load_state_dict_pre_hook(self._from_saved_keys)
         self._freeze_stages()
 
     @staticmethod
-    def _check_config(kind, pretrain_img_size, in_channels, embed_dims, patch_size, window_size, depths, num_heads,
+    def _check_config(*, spec, pretrain_img_size, in_channels, embed_dims, patch_size, window_size, depths, num_heads,
                       strides, out_indices, frozen_stages, use_abs_pos_embed, window_fit) -> None:
         num_stages = len(depths)
         if use_abs_pos_embed:
@@ -331,8 +352,8 @@ class PESwinTransformer(BaseModule):
             if dims % heads:
                 raise ValueError(f'PESwinTransformer: stage {i} width embed_dims * 2**{i} = {dims} is not '
                                  f'divisible by num_heads[{i}]={heads}')
-            if kind.startswith('rope') and (dims // heads) % 4:
-                raise ValueError(f"PESwinTransformer: pos_embed type={kind!r} needs a head dimension divisible by "
+            if spec.is_rope and (dims // heads) % 4:
+                raise ValueError(f"PESwinTransformer: pos_embed type={spec.type!r} needs a head dimension divisible by "
                                  f"4, but stage {i} has embed_dims * 2**{i} / num_heads[{i}] = {dims} / {heads} "
                                  f"= {dims // heads}; change embed_dims or num_heads")
         bad = [i for i in out_indices if not 0 <= i < num_stages]
@@ -348,10 +369,14 @@ class PESwinTransformer(BaseModule):
         _rename_keys(state_dict, prefix, _OURS_RPB, r'\1\2')
 
     @staticmethod
-    def _from_mmdet_keys(module, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+    def _from_saved_keys(module, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
                          error_msgs) -> None:
-        """load_state_dict pre-hook: ``w_msa.relative_position_*`` -> ``w_msa.pos_embed.relative_position_*``."""
+        """load_state_dict pre-hook (torch's hook signature): mmdet's ``w_msa.relative_position_*`` ->
+        ``w_msa.pos_embed.relative_position_*``, and the token encoding's earlier name ``token_pos_embed.*`` ->
+        ``pos_embed.*``."""
         _rename_keys(state_dict, prefix, _MMDET_RPB, r'\1pos_embed.\2')
+        old_token = re.compile('^' + re.escape(prefix + _OLD_TOKEN_POS_EMBED))
+        _rename_keys(state_dict, prefix, old_token, lambda _: prefix + 'pos_embed.')
 
     # --- training mode and freezing ------------------------------------------------------
     def train(self, mode: bool = True):
@@ -366,8 +391,8 @@ class PESwinTransformer(BaseModule):
         if self.frozen_stages < 0:
             return
         frozen = [self.patch_embed, self.drop_after_pos]
-        if self.token_pos_embed is not None:
-            frozen.append(self.token_pos_embed)
+        if self.pos_embed is not None:
+            frozen.append(self.pos_embed)
         for i in range(self.frozen_stages):
             frozen.append(self.stages[i])
             if i in self.out_indices:
@@ -380,15 +405,12 @@ class PESwinTransformer(BaseModule):
     # --- weights ------------------------------------------------------------------------------
     def init_weights(self) -> None:
         """From scratch (init_cfg None): mmdet's init (Linear trunc-normal 0.02, LayerNorm 1/0),
-        encodings keep their own init. Pretrained (a path, hf://, timm:// or URL): load, detect and
-        log the layout (``mmpe.converters.swin_layout``: mmdet/mmseg, mmpe, Microsoft, timm, the RoPE-ViT
-        authors' Swin RoPE), convert all but mmdet/mmpe ones (``convert_weights`` is not needed), resize
-        relative position bias tables to the window, load non-strictly and log what is missing (but
-        the derived relative_position_index); a checkpoint of another model (nothing fits) is an error."""
+        encodings keep their own init. Pretrained: ``load_pretrained`` of init_cfg's checkpoint and prefix
+        (``convert_weights`` is not needed: every layout is converted as it needs)."""
         logger = MMLogger.get_current_instance()
         if self.init_cfg is None:
             logger.warning(f'No pre-trained weights for {type(self).__name__}, training starts from scratch')
-            encodings = set(self.token_pos_embed.modules()) if self.token_pos_embed is not None else set()
+            encodings = set(self.pos_embed.modules()) if self.pos_embed is not None else set()
             for m in self.modules():
                 if m in encodings:
                     continue
@@ -401,22 +423,18 @@ class PESwinTransformer(BaseModule):
                 and 'checkpoint' in self.init_cfg):
             raise ValueError(f"{type(self).__name__} init_cfg must be None or dict(type='Pretrained', "
                              f'checkpoint=...), got {self.init_cfg!r}')
-        from ..converters import check_fills_model, load_backbone_state
-        checkpoint = self.init_cfg['checkpoint']
-        original, layout = load_backbone_state(checkpoint, 'Swin')
-        state_dict = convert_swin(original, self.pos_embed_cfg)
-        if layout in ('mmdet', 'mmpe') and self.convert_weights:
-            logger.info(f'{type(self).__name__}: convert_weights=True ignored: checkpoint {checkpoint} is '
+        loaded = self.load_pretrained(self.init_cfg['checkpoint'], self.init_cfg.get('prefix'))
+        if loaded.layout in ('mmdet', 'mmpe') and self.convert_weights:
+            logger.info(f'{type(self).__name__}: convert_weights=True ignored: checkpoint {loaded.checkpoint} is '
                         f'already in the mmdet layout')
-        check_fills_model(checkpoint, state_dict, self.state_dict(), 'Swin', original)
-        state_dict = resize_rpb_tables(state_dict, self.state_dict())
-        result = self.load_state_dict(state_dict, strict=False)
-        # relative_position_index follows from the window (timm does not store it): not worth a warning
-        missing = [k for k in result.missing_keys if not k.endswith('.relative_position_index')]
-        if missing:
-            logger.warning(f'{type(self).__name__}: keys not in the checkpoint: {missing}')
-        if result.unexpected_keys:
-            logger.warning(f'{type(self).__name__}: checkpoint keys not used: {result.unexpected_keys}')
+
+    def load_pretrained(self, checkpoint: str, prefix: Optional[str] = None) -> PretrainedLoad:
+        """Load a Swin checkpoint of any layout ``mmpe.converters.swin_layout`` detects (mmdet/mmseg, mmpe,
+        Microsoft, timm, the RoPE-ViT authors' Swin RoPE), named by path, hf://, timm:// or URL, through
+        ``mmpe.converters.load_pretrained`` (layout detected and logged, converted for ``pos_embed_spec``,
+        relative position bias tables resized to the window, ignored, missing (but the derived
+        relative_position_index) and unexpected keys logged; a checkpoint of another model is an error)."""
+        return load_pretrained(self, checkpoint, family='Swin', prefix=prefix, pos_embed=self.pos_embed_spec)
 
     # --- forward ------------------------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
@@ -426,8 +444,8 @@ class PESwinTransformer(BaseModule):
                              f'got shape {tuple(x.shape)}')
         images = patch_embed_input(x, self.patch_size)
         x, hw = self.patch_embed(images)
-        if self.token_pos_embed is not None:
-            x = self.token_pos_embed(x, hw, images)
+        if self.pos_embed is not None:
+            x = self.pos_embed(x, hw, images)
         x = self.drop_after_pos(x)
         outs = []
         for i, stage in enumerate(self.stages):

@@ -1,26 +1,24 @@
 """Plain Vision Transformer backbone (ViT / ViTDet) whose positional encoding is one config key."""
-import logging
-import math
 from typing import Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
-from mmengine.logging import print_log
 from mmengine.model import BaseModule
 from timm.layers import DropPath, LayerScale, Mlp, PatchEmbed, SwiGLU
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from ..converters.timm_vit import convert_timm_vit
-from ..pos_embed import BACKBONE_ENCODINGS, LearnedPosEmbed, build_pos_embed, parse_pos_embed_cfg, resize_pos_table
-from ..pos_embed.builder import check_window_local_coords
+from ..converters.backbone import PretrainedLoad, load_pretrained
+from ..pos_embed import BACKBONE_ENCODINGS, PosEmbedSpec, build_pos_embed
 from ..pos_embed.cache import table_cache
 from ..pos_embed.grid import HW, crop_to_tokens, pad_to_multiple, patch_embed_input
 from ..pos_embed.rope import IDENTITY, Affine, coords_affine
-from .registry import register_model
 from .attention import PosAttention
+from .registry import register_model
 
 VIT_ENCODINGS = BACKBONE_ENCODINGS['vit']
+# RoPE-Axial's theta when pos_embed gives none: the RoPE-ViT authors' ViT (and timm's) value.
+VIT_AXIAL_THETA = 100.0
 MLP_TYPES = ('mlp', 'swiglu')
 # RoPE coordinate modes of window attention: window-local indices, or 'centered' over the window
 WINDOW_COORDS = ('index', 'centered')
@@ -54,25 +52,32 @@ class PEViTBlock(nn.Module):
         layer_scale_init_value: LayerScale init (timm ``ls1/ls2.gamma``), None for no LayerScale.
         drop_rate: dropout after attention projection and in the MLP.  attn_drop_rate: attention dropout.
         drop_path: stochastic depth rate.  window_size: 0 for global attention.
-        pos_embed: this block's attention encoding (RoPE) or None.  num_prefix_tokens: P.  norm_eps: LayerNorm eps.
+        pos_embed: the backbone's encoding (``PosEmbedSpec``, RoPE-Axial theta filled in) or None; the block
+            builds its attention part (``attn.pos_embed``: RoPE, or None) and, with windows, the RoPE
+            coordinate transform of the window grid ``window_affine`` (``coords_affine``).
+        num_prefix_tokens: P.  norm_eps: LayerNorm eps.
         mask_k_bias: the k part of the qkv bias fixed at zero (``KMaskedBiasLinear``).
         mlp_type: 'mlp' (timm ``Mlp``, GELU) or 'swiglu' (timm ``SwiGLU``: ``fc1_g``, ``fc1_x``, ``fc2``,
             hidden width int(C mlp_ratio) rounded up to a multiple of ``swiglu_align_to`` if > 0).
-        window_affine: the RoPE coordinate transform of the window grid (``coords_affine``).
     """
 
-    def __init__(self, embed_dims: int, num_heads: int, mlp_ratio: float = 4.0, qkv_bias: bool = True,
+    def __init__(self, embed_dims: int, num_heads: int, *, mlp_ratio: float = 4.0, qkv_bias: bool = True,
                  layer_scale_init_value: Optional[float] = None, drop_rate: float = 0.0, attn_drop_rate: float = 0.0,
-                 drop_path: float = 0.0, window_size: int = 0, pos_embed: Optional[nn.Module] = None,
+                 drop_path: float = 0.0, window_size: int = 0, pos_embed: Optional[PosEmbedSpec] = None,
                  num_prefix_tokens: int = 0, norm_eps: float = 1e-6, mask_k_bias: bool = False,
-                 mlp_type: str = 'mlp', swiglu_align_to: int = 0, window_affine: Affine = IDENTITY):
+                 mlp_type: str = 'mlp', swiglu_align_to: int = 0):
         super().__init__()
+        attn_pos_embed = None if pos_embed is None else build_pos_embed(
+            pos_embed, 'attention', num_heads=num_heads, head_dim=embed_dims // num_heads)
         self.window_size = window_size
-        self.window_affine = window_affine
+        self.window_affine = IDENTITY
+        if window_size and pos_embed is not None:
+            self.window_affine = coords_affine((window_size, window_size), (window_size, window_size),
+                                               pos_embed.coords, None, pos_embed.normalize_coords)
         self.num_prefix_tokens = num_prefix_tokens
         self.norm1 = nn.LayerNorm(embed_dims, eps=norm_eps)
-        self.attn = PosAttention(embed_dims, num_heads, qkv_bias, attn_drop=attn_drop_rate, proj_drop=drop_rate,
-                                 pos_embed=pos_embed, mask_k_bias=mask_k_bias)
+        self.attn = PosAttention(embed_dims, num_heads, qkv_bias=qkv_bias, attn_drop=attn_drop_rate,
+                                 proj_drop=drop_rate, pos_embed=attn_pos_embed, mask_k_bias=mask_k_bias)
         self.ls1 = LayerScale(embed_dims, layer_scale_init_value) if layer_scale_init_value else nn.Identity()
         self.norm2 = nn.LayerNorm(embed_dims, eps=norm_eps)
         hidden = int(embed_dims * mlp_ratio)
@@ -137,7 +142,7 @@ class PEVisionTransformer(BaseModule):
             and given APE only with ``embed_prefix=True``.
         pos_embed: the encoding, ``dict(type=..., ...)`` with type one of 'ape', 'sincos',
             'rope_axial', 'rope_mixed' (both RoPE also ``with_ape=True``), 'loope', 'none'.
-            RoPE-Axial uses theta 100 unless given. RoPE coordinates:
+            RoPE-Axial uses theta ``VIT_AXIAL_THETA`` (100) unless given. RoPE coordinates:
             ``coords='index'`` (default) the patch column and row; ``coords='interpolate'``
             (x + 0.5) W_ref / W - 0.5 and (y + 0.5) H_ref / H - 0.5 on an H x W grid, where
             (H_ref, W_ref) = img_size // patch_size: every grid spans the reference grid's
@@ -169,6 +174,11 @@ class PEVisionTransformer(BaseModule):
             mmpe's own; .pth or .safetensors) and converted on the fly; missing, unexpected and
             ignored keys are logged.
 
+    The encoding's modules, named as in ``PESwinTransformer``: ``pos_embed`` acts on the tokens after the patch
+    embedding (``TokenPosEmbed``: APE, sin-cos, LOOPE, a RoPE's ``with_ape`` table; None otherwise) and
+    ``blocks.i.attn.pos_embed`` in each attention layer (``AttentionPosEmbed``: RoPE; None otherwise). The
+    parsed config they were built from is ``pos_embed_spec`` (a ``PosEmbedSpec``, RoPE-Axial theta filled in).
+
     Weight decay: every encoding parameter lives under a module named ``pos_embed`` (the
     token encoding ``pos_embed.*`` and each attention's ``blocks.i.attn.pos_embed.freqs``),
     so an optimizer config can exclude them, the CLS token and the norms with::
@@ -178,7 +188,7 @@ class PEVisionTransformer(BaseModule):
                                         'norm': dict(decay_mult=0.)})
     """
 
-    def __init__(self, img_size: Union[int, Sequence[int]] = 224, patch_size: int = 16, in_channels: int = 3,
+    def __init__(self, *, img_size: Union[int, Sequence[int]] = 224, patch_size: int = 16, in_channels: int = 3,
                  embed_dims: int = 768, depth: int = 12, num_heads: int = 12, mlp_ratio: float = 4.0,
                  qkv_bias: bool = True, layer_scale_init_value: Optional[float] = None, drop_rate: float = 0.0,
                  attn_drop_rate: float = 0.0, drop_path_rate: float = 0.0, with_cls_token: bool = True,
@@ -187,13 +197,12 @@ class PEVisionTransformer(BaseModule):
                  frozen_stages: int = -1, with_cp: bool = False, num_reg_tokens: int = 0, mask_k_bias: bool = False,
                  mlp_type: str = 'mlp', swiglu_align_to: int = 0, init_cfg: Optional[dict] = None):
         super().__init__(init_cfg=init_cfg)
-        kind, params = parse_pos_embed_cfg(pos_embed)
-        if kind not in VIT_ENCODINGS:
-            raise ValueError(f'PEVisionTransformer pos_embed type={kind!r} is not supported; accepted: '
+        spec = PosEmbedSpec.parse(pos_embed, axial_theta=VIT_AXIAL_THETA)
+        if spec.type not in VIT_ENCODINGS:
+            raise ValueError(f'PEVisionTransformer pos_embed type={spec.type!r} is not supported; accepted: '
                              f'{", ".join(map(repr, VIT_ENCODINGS))}')
         if window_size:
-            check_window_local_coords(kind, params, f'PEVisionTransformer with window_size={window_size}',
-                                      WINDOW_COORDS)
+            spec.check_window_local_coords(f'PEVisionTransformer with window_size={window_size}', WINDOW_COORDS)
         if mlp_type not in MLP_TYPES:
             raise ValueError(f'mlp_type={mlp_type!r} is not supported; accepted: {", ".join(map(repr, MLP_TYPES))}')
         if swiglu_align_to < 0 or (swiglu_align_to and mlp_type != 'swiglu'):
@@ -214,6 +223,7 @@ class PEVisionTransformer(BaseModule):
         if window_size < 0:
             raise ValueError(f'window_size={window_size} must be 0 (global attention) or positive')
 
+        self.pos_embed_spec = spec
         self.patch_size = patch_size
         self.in_channels = in_channels
         self.embed_dims = embed_dims
@@ -223,27 +233,23 @@ class PEVisionTransformer(BaseModule):
         self.frozen_stages = frozen_stages
         self.with_cp = with_cp
         self.ref_grid = (img_size[0] // patch_size, img_size[1] // patch_size)
-        self.rope_coords = params.get('coords', 'index')
-        self.rope_normalize_coords = params.get('normalize_coords', 'separate')
-        self.rope_coord_aug = params.get('coord_aug')
-        window_affine = coords_affine((window_size, window_size), (window_size, window_size), self.rope_coords,
-                                      None, self.rope_normalize_coords) if window_size else IDENTITY
 
         self.patch_embed = PatchEmbed(None, patch_size, in_channels, embed_dims, output_fmt='NHWC',
                                       strict_img_size=False)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dims)) if with_cls_token else None
         self.reg_token = nn.Parameter(torch.zeros(1, num_reg_tokens, embed_dims)) if num_reg_tokens else None
         self.pos_embed = build_pos_embed(
-            pos_embed, 'token', embed_dims=embed_dims, grid_size=self.ref_grid,
+            spec, 'token', embed_dims=embed_dims, grid_size=self.ref_grid,
             patch_size=patch_size, in_channels=in_channels, num_prefix_tokens=self.num_prefix_tokens)
         self.pos_drop = nn.Dropout(drop_rate)
         drop_paths = torch.linspace(0, drop_path_rate, depth).tolist()
         self.blocks = nn.ModuleList(
-            PEViTBlock(embed_dims, num_heads, mlp_ratio, qkv_bias, layer_scale_init_value, drop_rate, attn_drop_rate,
-                       drop_paths[i], 0 if i in global_attn_indices else window_size,
-                       build_pos_embed(pos_embed, 'attention', num_heads=num_heads,
-                                       head_dim=embed_dims // num_heads, axial_theta=100.0),
-                       self.num_prefix_tokens, norm_eps, mask_k_bias, mlp_type, swiglu_align_to, window_affine)
+            PEViTBlock(embed_dims, num_heads, mlp_ratio=mlp_ratio, qkv_bias=qkv_bias,
+                       layer_scale_init_value=layer_scale_init_value, drop_rate=drop_rate,
+                       attn_drop_rate=attn_drop_rate, drop_path=drop_paths[i],
+                       window_size=0 if i in global_attn_indices else window_size, pos_embed=spec,
+                       num_prefix_tokens=self.num_prefix_tokens, norm_eps=norm_eps, mask_k_bias=mask_k_bias,
+                       mlp_type=mlp_type, swiglu_align_to=swiglu_align_to)
             for i in range(depth))
         self.norm = nn.LayerNorm(embed_dims, eps=norm_eps) if final_norm else None
         self._init_default_weights()
@@ -267,38 +273,14 @@ class PEVisionTransformer(BaseModule):
         else:
             super().init_weights()
 
-    def load_pretrained(self, checkpoint: str, prefix: Optional[str] = None) -> None:
+    def load_pretrained(self, checkpoint: str, prefix: Optional[str] = None) -> PretrainedLoad:
         """Load a ViT checkpoint of any layout ``mmpe.converters.timm_vit_layout`` detects (timm Eva
-        or VisionTransformer, the RoPE-ViT authors' DeiT-III, mmpe), named by path, hf://,
-        timm:// or URL (``mmpe.converters.checkpoint``), converting as needed; the layout is logged.
-
-        A learned APE table of another square grid is resized (bicubic) to this model's
-        reference grid. Ignored (derived RoPE tables, classification head), missing and
-        unexpected keys are logged; a checkpoint of another model (nothing fits) is an error.
-        """
-        from ..converters import check_fills_model, load_backbone_state
-        original, _ = load_backbone_state(checkpoint, 'ViT', prefix)
-        state, ignored = convert_timm_vit(original, self.num_heads)
-        check_fills_model(checkpoint, state, self.state_dict(), 'ViT', original)
-        table = state.get('pos_embed.pos_embed')
-        if isinstance(self.pos_embed, LearnedPosEmbed) and table is not None \
-                and table.shape[1] != self.pos_embed.pos_embed.shape[1]:
-            side = math.isqrt(table.shape[1])
-            if side * side != table.shape[1]:
-                raise ValueError(f'checkpoint pos_embed.pos_embed has {table.shape[1]} rows, not a square grid: '
-                                 f'cannot resize it to the {self.pos_embed.grid_size} grid of img_size; '
-                                 f'set img_size to the size the checkpoint was trained at')
-            state['pos_embed.pos_embed'] = resize_pos_table(table, (side, side), self.pos_embed.grid_size)
-            print_log(f'resized pos_embed from {side}x{side} to {self.pos_embed.grid_size}', logger='current')
-        missing, unexpected = self.load_state_dict(state, strict=False)
-        if ignored:
-            print_log(f'ignored checkpoint keys: {ignored}', logger='current')
-        if missing:
-            print_log(f'missing keys (not in checkpoint {checkpoint}): {missing}', logger='current',
-                      level=logging.WARNING)
-        if unexpected:
-            print_log(f'unexpected keys (in checkpoint {checkpoint}, not in the model): {unexpected}',
-                      logger='current', level=logging.WARNING)
+        or VisionTransformer, the RoPE-ViT authors' DeiT-III, Meta's and transformers' DINOv3, mmpe), named by
+        path, hf://, timm:// or URL, through ``mmpe.converters.load_pretrained`` (layout detected and logged,
+        converted; a learned APE table of another square grid resized (bicubic) to this model's reference grid;
+        ignored, missing and unexpected keys logged; a checkpoint of another model is an error)."""
+        return load_pretrained(self, checkpoint, family='ViT', prefix=prefix, num_heads=self.num_heads,
+                               grid_size=self.ref_grid)
 
     def _freeze_stages(self) -> None:
         if self.frozen_stages < 0:
@@ -338,8 +320,9 @@ class PEVisionTransformer(BaseModule):
         if self.pos_embed is not None:
             tokens = self.pos_embed(tokens, hw, images)
         tokens = self.pos_drop(tokens)
-        affine = coords_affine(hw, self.ref_grid, self.rope_coords, self.rope_coord_aug if self.training else None,
-                               self.rope_normalize_coords)
+        spec = self.pos_embed_spec
+        affine = coords_affine(hw, self.ref_grid, spec.coords, spec.coord_aug if self.training else None,
+                               spec.normalize_coords)
         outs = []
         last = len(self.blocks) - 1
         for i, block in enumerate(self.blocks):

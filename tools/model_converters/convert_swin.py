@@ -16,6 +16,8 @@ import argparse
 import torch
 
 from mmpe.converters import backbone_state_dict, convert_swin, load_state_file, swin_layout
+from mmpe.models.swin import SWIN_AXIAL_THETA
+from mmpe.pos_embed import PosEmbedSpec
 
 
 def parse_args():
@@ -26,7 +28,8 @@ def parse_args():
     parser.add_argument('--pos-embed', default='rpb', choices=['rpb', 'rope_axial', 'rope_mixed', 'ape'],
                         help="encoding of the target model (RoPE checkpoints: 'rope_axial' or 'rope_mixed')")
     parser.add_argument('--theta', type=float, default=None,
-                        help='RoPE-Axial theta of the target model (default 50, as the authors\' Swin)')
+                        help=f"RoPE-Axial theta of the target model (default {SWIN_AXIAL_THETA:g}, "
+                             f"PESwinTransformer's, as the authors' Swin)")
     parser.add_argument('--trust-pickle', action='store_true',
                         help='read a trusted checkpoint that pickles objects weights_only cannot stand in for '
                              'with torch.load(weights_only=False)')
@@ -40,7 +43,7 @@ def main():
         pos_embed['theta'] = args.theta
     original = backbone_state_dict(load_state_file(args.src, args.trust_pickle))
     layout = swin_layout(original)
-    state_dict = convert_swin(original, pos_embed)
+    state_dict = convert_swin(original, PosEmbedSpec.parse(pos_embed, axial_theta=SWIN_AXIAL_THETA), layout=layout)
     torch.save({'state_dict': state_dict, 'meta': {'pos_embed': pos_embed, 'converted_from': args.src,
                                                    'layout': layout}}, args.dst)
     print(f'{args.src} ({layout} layout) -> {args.dst}: {len(state_dict)} tensors for '
