@@ -31,7 +31,7 @@ setup(
     ],
     # transformers: its DINOv3ViTModel is the reference of the 'hf_dinov3' layout (tests/test_dinov3_layouts.py).
     # docs: the manual (docs/conf.py: Sphinx + MyST, API reference by autodoc/autosummary, furo theme);
-    # tests/test_docs.py reads the manual's Markdown with MyST's parser.
-    extras_require={'tests': ['pytest', 'scipy', 'transformers>=5', 'myst-parser>=4'],
+    # tests/test_docs.py reads the manual's Markdown with MyST's parser; ruff: the lint rules of pyproject.toml.
+    extras_require={'tests': ['pytest', 'scipy', 'transformers>=5', 'myst-parser>=4', 'ruff>=0.6'],
                     'docs': ['sphinx>=8', 'myst-parser>=4', 'furo>=2024.8.6']},
 )

@@ -6,10 +6,11 @@ registered in mmdet/mmseg MODELS), ``converters`` (checkpoints by name, layouts)
 ``evaluation``. docs/design.md section 1 has the layers and which may import which.
 """
 from .engine import compat
+
 compat.apply()
 
 from . import models, pos_embed  # noqa: F401,E402
-from .engine import hooks, optimizers  # noqa: F401,E402  (register RandomStateHook, PELayerDecayOptimizerConstructor)
 from .converters import checkpoint  # noqa: F401,E402  (registers hf:// and timm:// with mmengine's CheckpointLoader)
+from .engine import hooks, optimizers  # noqa: F401,E402  (register RandomStateHook, PELayerDecayOptimizerConstructor)
 
 __version__ = '0.1.0'

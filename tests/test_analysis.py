@@ -14,10 +14,27 @@ import torch
 import torch.nn.functional as F
 from scipy.stats import spearmanr
 
-from mmpe.analysis import (ThreeCellClassifier, ape_table, cosine_similarity_map, evaluate, group_accuracy,
-                           loope_module, loope_static_table, loope_table, majority_accuracy, pesi, pesi_from_similarity,
-                           raster_order, rope_kernel, rope_mixed_freqs, sincos_table, three_cell_images,
-                           three_cell_labels, three_cell_sample, train_three_cell)
+from mmpe.analysis import (
+    ThreeCellClassifier,
+    ape_table,
+    cosine_similarity_map,
+    evaluate,
+    group_accuracy,
+    loope_module,
+    loope_static_table,
+    loope_table,
+    majority_accuracy,
+    pesi,
+    pesi_from_similarity,
+    raster_order,
+    rope_kernel,
+    rope_mixed_freqs,
+    sincos_table,
+    three_cell_images,
+    three_cell_labels,
+    three_cell_sample,
+    train_three_cell,
+)
 from mmpe.converters import axial_as_mixed_freqs
 from mmpe.models.vit import PEVisionTransformer
 from mmpe.pos_embed import LOOPEPosEmbed, RoPEAxial, RoPEMixed, SinCosPosEmbed, gilbert_order, resize_pos_table
@@ -298,8 +315,8 @@ def test_train_three_cell_step_against_adamw_formula(capsys):
     grads = {name: p.grad for name, p in reference.named_parameters()}
     clip = min(1.0, 1.0 / (torch.cat([g.flatten() for g in grads.values()]).norm().item() + 1e-6))
 
-    returned = train_three_cell(model, grid, cell, steps=1, batch_size=batch, lr=lr, weight_decay=wd, seed=5,
-                                log_every=1)
+    returned = train_three_cell(model, grid=grid, cell_size=cell, steps=1, batch_size=batch, lr=lr, weight_decay=wd,
+                                seed=5, log_every=1)
     assert returned == pytest.approx(loss.item(), abs=1e-6)
     assert capsys.readouterr().out == f'step 1/1 loss {loss.item():.4f}\n'
     no_decay = set()
@@ -338,11 +355,13 @@ def test_tools_end_to_end(tmp_path):
     with open(tc / 'runs.jsonl') as f:
         assert len(f.readlines()) == 12  # 6 encodings x 2 seeds
     # A rerun with the same settings reuses every run.
-    assert 'seed 0:' not in run_tool('tools/analysis_tools/three_cell.py', '--quick', '--out', str(tc), '--encodings', 'ape')
+    assert 'seed 0:' not in run_tool('tools/analysis_tools/three_cell.py', '--quick', '--out', str(tc),
+                                     '--encodings', 'ape')
 
     out = tmp_path / 'pesi'
     ckpt = tc / 'checkpoints'
-    run_tool('tools/analysis_tools/pesi.py', '--grids', '6x6', '4x7', '--embed-dims', '32', '--num-heads', '4', '--depth', '2',
+    run_tool('tools/analysis_tools/pesi.py', '--grids', '6x6', '4x7', '--embed-dims', '32', '--num-heads', '4',
+             '--depth', '2',
              '--checkpoint', f'q_ape={ckpt / "ape_seed0.pth"}',
              '--checkpoint', f'q_mixed={ckpt / "rope_mixed_seed0.pth"}',
              '--checkpoint', f'q_loope={ckpt / "loope_seed1.pth"}', '--out', str(out))

@@ -6,8 +6,14 @@ import os
 import pytest
 import torch
 
-from mmpe.analysis.benchmark import (cpu_peak_memory_mb, cuda_peak_memory_mb, report, small_backbone, status_mb,
-                                     time_interleaved)
+from mmpe.analysis.benchmark import (
+    cpu_peak_memory_mb,
+    cuda_peak_memory_mb,
+    report,
+    small_backbone,
+    status_mb,
+    time_interleaved,
+)
 from mmpe.models import PESwinTransformer, PEVisionTransformer
 from mmpe.pos_embed import LearnedPosEmbed, RoPEAxial, RoPEMixed
 

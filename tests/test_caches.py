@@ -11,8 +11,7 @@ import pytest
 import torch
 
 from mmpe.models import PESwinTransformer, PEVisionTransformer
-from mmpe.pos_embed import TABLE_CACHES, TableCache, grid_coords, rope_axial_tables, rope_coords
-from mmpe.pos_embed import rope
+from mmpe.pos_embed import TABLE_CACHES, TableCache, grid_coords, rope, rope_axial_tables, rope_coords
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 

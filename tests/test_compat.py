@@ -86,7 +86,8 @@ def test_cuda_tensors_route_to_pytorch_when_mmcv_has_no_cuda_kernels(missing_cud
 def test_other_devices_keep_mmcv_function(monkeypatch):
     """Only CUDA tensors are rerouted; others (mmcv's MLU branch) still reach mmcv's function."""
     calls = []
-    monkeypatch.setattr(compat.PyTorchDeformableAttnFunction, 'kernel', SimpleNamespace(apply=lambda *a: calls.append(a)))
+    monkeypatch.setattr(compat.PyTorchDeformableAttnFunction, 'kernel',
+                        SimpleNamespace(apply=lambda *a: calls.append(a)))
     value = torch.zeros(1, 4, 2, 8)
     compat.PyTorchDeformableAttnFunction.apply(value, None, None, None, None, 64)
     assert len(calls) == 1 and calls[0][0] is value
@@ -116,7 +117,8 @@ def test_amp_optim_wrapper_runs_bfloat16_on_cpu():
         AmpOptimWrapper(optimizer=torch.optim.SGD(model.parameters(), lr=0.1), dtype='float16')
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a GPU: compares mmcv\'s CUDA kernel with its PyTorch path')
+@pytest.mark.skipif(not torch.cuda.is_available(),
+                    reason='needs a GPU: compares mmcv\'s CUDA kernel with its PyTorch path')
 def test_cuda_kernel_matches_pytorch(monkeypatch):
     """On a GPU (tools/check_gpu.sh): mmcv was built with CUDA ops, and its kernel gives the
     outputs and gradients of the pure-PyTorch function."""

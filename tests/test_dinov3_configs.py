@@ -268,7 +268,8 @@ def test_study_config_with_rope_dinov3_trains_one_step(tmp_path):
     """compare_encodings.py's run config for ``--encodings rope_dinov3`` on the ViT study config builds a ViT with
     DINOv3's RoPE, which trains one step (finite losses)."""
     name, pos_embed = parse_encoding('rope_dinov3')
-    text = run_config(osp.join(ROOT, 'configs/study/upernet_vit-tiny_layout.py'), pos_embed, name, 0, quick=True)
+    text = run_config(osp.join(ROOT, 'configs/study/upernet_vit-tiny_layout.py'), pos_embed=pos_embed, name=name,
+                      seed=0, quick=True)
     path = tmp_path / 'config.py'
     path.write_text(text)
     cfg = Config.fromfile(str(path))

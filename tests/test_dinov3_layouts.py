@@ -10,14 +10,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from test_dinov3 import dinov3_kwargs, max_differences, perturbed_timm
+from test_weights import _log_messages
 
 from mmpe.converters import checkpoint as ckpt
 from mmpe.converters import convert_timm_vit, timm_vit_layout
 from mmpe.converters.dinov3 import check_rope_periods
 from mmpe.models import PEVisionTransformer
-from test_dinov3 import dinov3_kwargs, max_differences, perturbed_timm
-from test_preflight import offline_hub  # noqa: F401 (fixture: an empty offline Hugging Face cache)
-from test_weights import _log_messages
 
 ROOT = Path(__file__).resolve().parents[1]
 REVISION = 'c' * 40

@@ -81,7 +81,8 @@ def scan(path: Path):
                     blocks.append(ShellBlock(where, token.content, not_run=not_run[1]))
                 else:
                     problems.append(f'{where}: shell block without a valid marker ({marker or "none"}): put '
-                                    '<!-- run: exit N, prints "KEY LINE" --> or <!-- not run: WHY --> on the line before it')
+                                    '<!-- run: exit N, prints "KEY LINE" --> or <!-- not run: WHY --> '
+                                    'on the line before it')
         elif token.type == 'code_block' and any(COMMAND.match(line) for line in token.content.splitlines()):
             problems.append(f'{where}: command in an indented code block: use a fenced bash block with a marker')
         elif token.type == 'inline':

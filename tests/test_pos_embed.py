@@ -15,9 +15,20 @@ import torch.nn.functional as F
 from timm.layers.pos_embed_sincos import RotaryEmbeddingCat, RotaryEmbeddingMixed, apply_rot_embed_cat
 from timm.models.swin_transformer import get_relative_position_index
 
-from mmpe.pos_embed import (ENCODINGS, AttentionPosEmbed, LearnedPosEmbed, LOOPEPosEmbed, PosEmbedSpec,
-                            RelativePositionBias, RoPEAxial, RoPEMixed, SinCosPosEmbed, TokenPosEmbed, build_pos_embed,
-                            gilbert_order)
+from mmpe.pos_embed import (
+    ENCODINGS,
+    AttentionPosEmbed,
+    LearnedPosEmbed,
+    LOOPEPosEmbed,
+    PosEmbedSpec,
+    RelativePositionBias,
+    RoPEAxial,
+    RoPEMixed,
+    SinCosPosEmbed,
+    TokenPosEmbed,
+    build_pos_embed,
+    gilbert_order,
+)
 
 # ----------------------------------------------------------------------------- references
 
@@ -576,7 +587,8 @@ def test_spec_holds_every_parameter_with_its_default():
     with pytest.raises(dataclasses.FrozenInstanceError):
         spec.coords = 'interpolate'
     ape = PosEmbedSpec.parse(dict(type='ape'))
-    assert (ape.theta, ape.coords, ape.coord_aug, ape.is_rope, ape.has_learned_ape) == (None, 'index', None, False, True)
+    assert (ape.theta, ape.coords, ape.coord_aug, ape.is_rope, ape.has_learned_ape) == \
+        (None, 'index', None, False, True)
     loope = PosEmbedSpec.parse(dict(type='loope', context='mlp'))
     assert loope.params == dict(context='mlp') and not loope.has_learned_ape
 

@@ -2,7 +2,6 @@
 (files, and named ones offline) are reported in one message with exit code 2; the options, config
 and Runner that tools/train.py and tools/test.py share (mmpe.engine.launch)."""
 import argparse
-import importlib
 import json
 import os
 import runpy
@@ -21,19 +20,6 @@ ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / 'configs/demo/dino_swin-rope-mixed_synthetic.py'
 FLAGSHIP = ROOT / 'configs/dino_swin_rope.py'
 REVISION = 'b' * 40
-
-
-@pytest.fixture
-def offline_hub(tmp_path, monkeypatch):
-    """An empty Hugging Face cache under HF_HOME, HF_HUB_OFFLINE=1 (huggingface_hub's constants reloaded)."""
-    from huggingface_hub import constants
-    monkeypatch.setenv('HF_HOME', str(tmp_path / 'hf'))
-    monkeypatch.setenv('HF_HUB_OFFLINE', '1')
-    monkeypatch.delenv('HF_HUB_CACHE', raising=False)
-    importlib.reload(constants)
-    yield tmp_path / 'hf' / 'hub'
-    monkeypatch.undo()
-    importlib.reload(constants)
 
 
 def _cache(hub: Path, repo: str, filename: str) -> Path:

@@ -18,10 +18,23 @@ from mmengine.config import Config
 from PIL import Image
 
 from mmpe.analysis.report import fmt, pyplot, slug, write_table
-from mmpe.analysis.study import (clean_metrics, encoding_name, find_runs, parse_encoding, read_csv, run_info,
-                                 scale_test_cfg, train_speed)
-from mmpe.datasets import (LAYOUT_DET_CLASSES, generate_detection_set, generate_segmentation_set, render_layout_scene,
-                           render_scene)
+from mmpe.analysis.study import (
+    clean_metrics,
+    encoding_name,
+    find_runs,
+    parse_encoding,
+    read_csv,
+    run_info,
+    scale_test_cfg,
+    train_speed,
+)
+from mmpe.datasets import (
+    LAYOUT_DET_CLASSES,
+    generate_detection_set,
+    generate_segmentation_set,
+    render_layout_scene,
+    render_scene,
+)
 from mmpe.pos_embed import ENCODING_PRESETS
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))

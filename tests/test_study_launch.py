@@ -69,7 +69,8 @@ def test_launcher_commands():
     (dict(kind='mpi'), "launcher must be one of none, pytorch, slurm, got 'mpi'"),
     (dict(kind='none', gpus=2), '--gpus applies to --launcher pytorch or slurm'),
     (dict(kind='pytorch'), '--launcher pytorch needs --gpus N'),
-    (dict(kind='pytorch', gpus=2, partition='p'), '--partition: options of --launcher slurm, not of --launcher pytorch'),
+    (dict(kind='pytorch', gpus=2, partition='p'),
+     '--partition: options of --launcher slurm, not of --launcher pytorch'),
     (dict(kind='none', srun_args=['--qos=x'], gpus_per_node=2),
      '--gpus-per-node, --srun-args: options of --launcher slurm, not of --launcher none'),
     (dict(kind='slurm'), '--launcher slurm needs --partition P'),
@@ -124,8 +125,8 @@ def test_dry_run_slurm_prints_the_srun_lines(tmp_path, monkeypatch, capsys):
 
     out = dry_run(monkeypatch, capsys, FCN, SEG, '--encodings', 'rope_mixed', '--seeds', '0', '1', '--work-dir',
                   str(work), '--out', str(tmp_path / 'out'), '--launcher', 'slurm', '--partition', 'p1', '--gpus', '16',
-                  '--srun-args=--time=2-0 --qos=high', '--scales', '0.5', '1', '--tta', '--reproduce', 'docs/reproduce.md',
-                  MASTER_PORT='31000')
+                  '--srun-args=--time=2-0 --qos=high', '--scales', '0.5', '1', '--tta', '--reproduce',
+                  'docs/reproduce.md', MASTER_PORT='31000')
     assert sorted(work.rglob('*')) == before and not (tmp_path / 'out').exists()
 
     def srun(index, stem, seed, tool, args):

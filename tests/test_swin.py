@@ -569,6 +569,7 @@ TINY_SWIN = dict(type='PESwinTransformer', embed_dims=32, depths=(2, 2, 2, 2), n
 @pytest.mark.parametrize('encoding', ['rope_mixed', 'ape'])
 def test_dino_with_pe_swin_trains(encoding):
     from mmengine.hub import get_config
+
     from mmpe.testing import build_model, det_batch, finite_losses, train_step
     cfg = get_config('mmdet::dino/dino-4scale_r50_8xb2-12e_coco.py').model
     cfg.backbone = dict(TINY_SWIN, out_indices=(1, 2, 3), pos_embed=dict(type=encoding))
@@ -590,6 +591,7 @@ def test_dino_with_pe_swin_trains(encoding):
 @pytest.mark.parametrize('encoding', ['rpb', 'loope'])
 def test_upernet_with_pe_swin_trains(encoding):
     from mmengine.hub import get_config
+
     from mmpe.testing import build_model, finite_losses, seg_batch, train_step
     cfg = get_config('mmseg::swin/swin-tiny-patch4-window7-in1k-pre_upernet_8xb2-160k_ade20k-512x512.py')
     model_cfg = cfg.model

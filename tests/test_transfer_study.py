@@ -41,7 +41,7 @@ def model_of(config, encoding, pretrained=None, tmp_path=None):
     """(model, cfg) of the run config compare_encodings.py writes for ``config`` and ``encoding``."""
     name, pos_embed = parse_encoding(encoding)
     path = tmp_path / f'{osp.basename(config)}-{name}.py'
-    path.write_text(run_config(config, pos_embed, name, 0, False, pretrained))
+    path.write_text(run_config(config, pos_embed=pos_embed, name=name, seed=0, quick=False, pretrained=pretrained))
     cfg = Config.fromfile(str(path))
     torch.manual_seed(1)  # not the seed of the pretrained model: loading must do all the work
     model = build_model(cfg.model, cfg.default_scope)
@@ -85,8 +85,8 @@ def test_fine_tuned_backbone_starts_as_the_pretrained_one(tmp_path, pretrain, fi
 def test_run_config_names_the_pretraining_checkpoint(tmp_path):
     name, pos_embed = parse_encoding("rope_mixed interpolate={'type': 'rope_mixed', 'coords': 'interpolate'}")
     path = tmp_path / 'config.py'
-    path.write_text(run_config(osp.join(STUDY, 'transfer_fcn1x1_vit-tiny_layout144.py'), pos_embed, name, 3, True,
-                               'work/pretrain/x/seed3/iter_2.pth'))
+    path.write_text(run_config(osp.join(STUDY, 'transfer_fcn1x1_vit-tiny_layout144.py'), pos_embed=pos_embed,
+                               name=name, seed=3, quick=True, pretrained='work/pretrain/x/seed3/iter_2.pth'))
     cfg = Config.fromfile(str(path))
     backbone = cfg.model.backbone
     assert backbone.init_cfg == dict(type='Pretrained', checkpoint=osp.abspath('work/pretrain/x/seed3/iter_2.pth'))

@@ -184,8 +184,8 @@ def test_pretrained_init_cfg_and_cli(tmp_path, monkeypatch, timm_plain_bicubic):
 
     dst = str(tmp_path / 'mmpe.pth')
     env = dict(os.environ, PYTHONPATH=ROOT)
-    subprocess.run([sys.executable, os.path.join(ROOT, 'tools/model_converters/convert_timm_vit.py'), src, dst], check=True, env=env,
-                   capture_output=True)
+    subprocess.run([sys.executable, os.path.join(ROOT, 'tools/model_converters/convert_timm_vit.py'), src, dst],
+                   check=True, env=env, capture_output=True)
     model = vit_small(dict(type='rope_mixed', with_ape=True), init_cfg=dict(type='Pretrained', checkpoint=dst)).eval()
     model.init_weights()
     assert_matches_timm(model, timm_model, [(224, 224)])

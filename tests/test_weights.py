@@ -21,9 +21,16 @@ import torch.nn.functional as F
 from mmengine.logging import MMLogger
 from mmengine.runner import CheckpointLoader, load_checkpoint
 
+from mmpe.converters import (
+    SWIN_LAYOUTS,
+    VIT_LAYOUTS,
+    PretrainedLoad,
+    convert_microsoft_swin,
+    describe_state_dict,
+    swin_layout,
+    timm_vit_layout,
+)
 from mmpe.converters import checkpoint as ckpt
-from mmpe.converters import (SWIN_LAYOUTS, VIT_LAYOUTS, PretrainedLoad, convert_microsoft_swin, describe_state_dict,
-                             swin_layout, timm_vit_layout)
 from mmpe.models import PESwinTransformer, PEVisionTransformer
 from mmpe.pos_embed import PosEmbedSpec
 

@@ -7,10 +7,31 @@ seeds), ``pesi_report`` (pesi.py's table), ``benchmark`` (timing and memory), ``
 the benchmark tools measure), ``complexity`` (FLOPs, through mmengine's analyzer)."""
 from .pesi import cosine_similarity_map, pesi, pesi_from_similarity
 from .report import pyplot, write_table
-from .tables import (ape_table, backbone_state, loope_module, loope_positions, loope_static_table, loope_table,
-                     raster_order, rope_kernel, rope_mixed_freqs, sincos_table, sinusoid_table)
-from .three_cell import (GROUPS, NUM_TARGETS, ThreeCellClassifier, evaluate, group_accuracy, majority_accuracy,
-                         three_cell_images, three_cell_labels, three_cell_sample, train_three_cell)
+from .tables import (
+    ape_table,
+    backbone_state,
+    loope_module,
+    loope_positions,
+    loope_static_table,
+    loope_table,
+    raster_order,
+    rope_kernel,
+    rope_mixed_freqs,
+    sincos_table,
+    sinusoid_table,
+)
+from .three_cell import (
+    GROUPS,
+    NUM_TARGETS,
+    ThreeCellClassifier,
+    evaluate,
+    group_accuracy,
+    majority_accuracy,
+    three_cell_images,
+    three_cell_labels,
+    three_cell_sample,
+    train_three_cell,
+)
 
 __all__ = [
     'GROUPS', 'NUM_TARGETS', 'ThreeCellClassifier', 'ape_table', 'backbone_state', 'cosine_similarity_map', 'evaluate',

@@ -21,8 +21,7 @@ import torch
 from timm.layers.pos_embed_sincos import RotaryEmbeddingCat, RotaryEmbeddingMixed, apply_rot_embed_cat
 
 from ..models import PESwinTransformer, PEVisionTransformer
-from ..pos_embed import (TABLE_CACHES, RoPEAxial, RoPEMixed, gilbert_order, mixed_cos_sin, rope_coords,
-                         rotate_pairs)
+from ..pos_embed import TABLE_CACHES, RoPEAxial, RoPEMixed, gilbert_order, mixed_cos_sin, rope_coords, rotate_pairs
 from ..pos_embed.grid import HW
 from ..testing import gilbert2d_reference
 from .benchmark import cpu_peak_memory_mb, cuda_peak_memory_mb, report, small_backbone, status_mb, time_interleaved

@@ -33,10 +33,9 @@ import torch.nn.functional as F
 from ..converters import axial_as_mixed_freqs
 from ..pos_embed import LearnedPosEmbed, LOOPEPosEmbed, RoPEMixed
 from ..pos_embed.grid import HW
+from . import tables
 from .pesi import cosine_similarity_map, pesi_from_similarity
 from .report import pyplot, write_table
-from .tables import (ape_table, backbone_state, loope_module, loope_static_table, loope_table, raster_order,
-                     rope_kernel, rope_mixed_freqs, sincos_table, sinusoid_table)
 from .three_cell import three_cell_images, three_cell_sample
 
 COSINE, KERNEL = 'cosine', 'rope kernel'
@@ -53,16 +52,16 @@ def builtin_rows(hw: HW, *, embed_dims: int, num_heads: int, depth: int, axial_t
     ape = LearnedPosEmbed(c, hw).pos_embed.detach().reshape(hw[0], hw[1], c)
     mixed = [RoPEMixed(heads, head_dim, mixed_theta).freqs.detach() for _ in range(depth)]
     return [
-        ('sincos', COSINE, f'2D sin-cos, {c} channels', cosine_similarity_map(sincos_table(hw, c))),
+        ('sincos', COSINE, f'2D sin-cos, {c} channels', cosine_similarity_map(tables.sincos_table(hw, c))),
         ('sinusoid_raster', COSINE, '1D sinusoid of the raster index',
-         cosine_similarity_map(sinusoid_table(raster_order(hw), c))),
+         cosine_similarity_map(tables.sinusoid_table(tables.raster_order(hw), c))),
         ('loope_static', COSINE, '1D sinusoid of the Gilbert order (LOOPE, X_C = 0)',
-         cosine_similarity_map(loope_static_table(hw, c))),
+         cosine_similarity_map(tables.loope_static_table(hw, c))),
         ('ape_init', COSINE, f'APE at init (trunc. normal, seed {seed})', cosine_similarity_map(ape)),
         ('rope_axial', KERNEL, f'theta {axial_theta:g}, head dim {head_dim}',
-         rope_kernel(axial_as_mixed_freqs(heads, head_dim, axial_theta), hw)),
+         tables.rope_kernel(axial_as_mixed_freqs(heads, head_dim, axial_theta), hw)),
         ('rope_mixed_init', KERNEL, f'init (theta {mixed_theta:g}), {heads} heads x {depth} layers, '
-         f'seed {seed}', rope_kernel(mixed, hw)),
+         f'seed {seed}', tables.rope_kernel(mixed, hw)),
     ]
 
 
@@ -86,22 +85,23 @@ def checkpoint_rows(name: str, path: str, hw: HW, *, per_layer: bool, image_path
                     seed: int) -> List[Row]:
     """Rows of the learned encodings in checkpoint ``path`` (module docstring), named ``name``:ENCODING;
     ``per_layer``, ``image_path`` and ``seed`` as in ``pesi_report``."""
-    state = backbone_state(path)
+    state = tables.backbone_state(path)
     rows = []
     if 'pos_embed.pos_embed' in state:
-        rows.append((f'{name}:ape', COSINE, f'learned APE of {path}', cosine_similarity_map(ape_table(state, hw))))
+        rows.append((f'{name}:ape', COSINE, f'learned APE of {path}',
+                     cosine_similarity_map(tables.ape_table(state, hw))))
     if any(k.endswith('attn.pos_embed.freqs') for k in state):
-        freqs = rope_mixed_freqs(state)
+        freqs = tables.rope_mixed_freqs(state)
         rows.append((f'{name}:rope_mixed', KERNEL, f'mean over {len(freqs)} layer(s) of {path}',
-                     rope_kernel(freqs, hw)))
+                     tables.rope_kernel(freqs, hw)))
         if per_layer:
-            rows += [(f'{name}:rope_mixed[{i}]', KERNEL, f'layer {i} of {path}', rope_kernel(f, hw))
+            rows += [(f'{name}:rope_mixed[{i}]', KERNEL, f'layer {i} of {path}', tables.rope_kernel(f, hw))
                      for i, f in enumerate(freqs)]
     if 'pos_embed.context.head.weight' in state:
-        module = loope_module(state)
+        module = tables.loope_module(state)
         image = loope_image(module, hw, image_path, seed)
         rows.append((f'{name}:loope', COSINE, f'E(X_G + X_C) of {path} on {image_path or "a Three-Cell image"}',
-                     cosine_similarity_map(loope_table(module, image))))
+                     cosine_similarity_map(tables.loope_table(module, image))))
     if not rows:
         raise ValueError(f'checkpoint {path!r} holds no learned encoding (APE table, RoPE-Mixed freqs or LOOPE '
                          f'context); fixed encodings are the built-in rows')

@@ -88,7 +88,7 @@ def say(*lines: str) -> None:
         print('\n'.join(lines), flush=True)
 
 
-def run_config(base: str, pos_embed, name, seed: int, quick: bool, pretrained: Optional[str] = None) -> str:
+def run_config(base: str, *, pos_embed, name, seed: int, quick: bool, pretrained: Optional[str] = None) -> str:
     """Text of a run's config: inherits ``base``, sets the encoding (unless None), the pretrained
     backbone checkpoint (if given, as ImageNet weights are given), seed and labels."""
     lines = [f'_base_ = {osp.abspath(base)!r}', '']
@@ -333,7 +333,8 @@ class Study:
                 if pretrained is None:
                     return f'{run.label}: its pretraining {run.pretrain.dir} has no checkpoint (no last_checkpoint)'
             with open(run.config_file, 'w') as f:
-                f.write(run_config(run.config, run.pos_embed, run.name, run.seed, self.settings.quick, pretrained))
+                f.write(run_config(run.config, pos_embed=run.pos_embed, name=run.name, seed=run.seed,
+                                   quick=self.settings.quick, pretrained=pretrained))
             checkpoint = local_checkpoint(run.dir)
             if not run.has('train_done'):
                 failure = self.step(run, 'train' + (f' (resume from {checkpoint})' if checkpoint else ''),

@@ -20,8 +20,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..pos_embed.grid import HW
 from ..pos_embed import LOOPEPosEmbed, gilbert_order, grid_coords, interleaved_sincos, resize_pos_table, sincos_2d
+from ..pos_embed.grid import HW
 
 StateSource = Union[nn.Module, dict, str, os.PathLike]
 
@@ -107,8 +107,9 @@ def loope_module(source: StateSource) -> LOOPEPosEmbed:
     if head.dim() == 2:  # the paper's Linear(N, N) head over a square grid
         side = int(round(head.shape[0] ** 0.5))
         grid_size = (side, side)
-    module = LOOPEPosEmbed(embed_dims, stem.shape[-1], stem.shape[1] - 2, 0 if prefix is None else prefix.shape[1],
-                           'conv' if head.dim() == 4 else 'mlp', grid_size)
+    module = LOOPEPosEmbed(embed_dims, patch_size=stem.shape[-1], in_channels=stem.shape[1] - 2,
+                           num_prefix_tokens=0 if prefix is None else prefix.shape[1],
+                           context='conv' if head.dim() == 4 else 'mlp', grid_size=grid_size)
     module.load_state_dict(state)
     return module.eval()
 

@@ -122,7 +122,7 @@ def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch
     return group_accuracy(logits, labels)
 
 
-def train_three_cell(model: nn.Module, grid: int, cell_size: int, steps: int, batch_size: int = 64,
+def train_three_cell(model: nn.Module, *, grid: int, cell_size: int, steps: int, batch_size: int = 64,
                      lr: float = 1e-3, weight_decay: float = 0.05, seed: int = 0, log_every: int = 0) -> float:
     """Train ``model`` (images -> 6 logits) with BCE and AdamW on a fresh balanced batch per
     step (``three_cell_sample`` stream of ``seed``), linear warm-up over the first 5% of steps
@@ -205,8 +205,8 @@ def train_run(settings: dict, test_images: torch.Tensor, test_labels: torch.Tens
                                    with_cls_token=False, pos_embed=pos_embed)
     model = ThreeCellClassifier(backbone, s['embed_dims'])
     start = time.perf_counter()
-    loss = train_three_cell(model, s['grid'], s['cell'], s['steps'], s['batch_size'], s['lr'], s['weight_decay'],
-                            s['seed'])
+    loss = train_three_cell(model, grid=s['grid'], cell_size=s['cell'], steps=s['steps'], batch_size=s['batch_size'],
+                            lr=s['lr'], weight_decay=s['weight_decay'], seed=s['seed'])
     accuracy = evaluate(model, test_images, test_labels)
     os.makedirs(os.path.dirname(checkpoint), exist_ok=True)
     torch.save({'state_dict': model.state_dict(), 'meta': settings}, checkpoint)

@@ -45,7 +45,8 @@ FETCH_TOOL = 'python tools/misc/fetch_weights.py'
 NUMPY_GLOBALS = [
     np.ndarray, np.dtype, *(getattr(np.dtypes, name) for name in np.dtypes.__all__),
     multiarray._reconstruct, multiarray.scalar,
-    (multiarray._reconstruct, 'numpy.core.multiarray._reconstruct'), (multiarray.scalar, 'numpy.core.multiarray.scalar'),
+    (multiarray._reconstruct, 'numpy.core.multiarray._reconstruct'),
+    (multiarray.scalar, 'numpy.core.multiarray.scalar'),
 ]
 
 

@@ -35,5 +35,6 @@ def backbone_keys(state_dict: StateDict) -> StateDict:
 
 def load_state_file(path: str, trust_pickle: bool = False) -> StateDict:
     """The state dict (``unwrap_state_dict``) of a .safetensors or torch file, read on CPU by
-    ``mmpe.converters.checkpoint.read_checkpoint`` (``trust_pickle``: torch.load(weights_only=False), trusted files only)."""
+    ``mmpe.converters.checkpoint.read_checkpoint`` (``trust_pickle``: torch.load(weights_only=False), trusted
+    files only)."""
     return unwrap_state_dict(read_checkpoint(path, trust_pickle=trust_pickle))

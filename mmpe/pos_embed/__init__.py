@@ -1,13 +1,30 @@
 """Positional encodings, pure torch: additive token encodings (APE, 2D sin-cos, LOOPE),
 rotary encodings of q/k (RoPE-Axial, RoPE-Mixed) and the Swin relative position bias."""
-from .absolute import (LearnedPosEmbed, LOOPEContext, LOOPEPosEmbed, SinCosPosEmbed, interleaved_sincos,
-                       resize_pos_table, sincos_2d)
+from .absolute import (
+    LearnedPosEmbed,
+    LOOPEContext,
+    LOOPEPosEmbed,
+    SinCosPosEmbed,
+    interleaved_sincos,
+    resize_pos_table,
+    sincos_2d,
+)
 from .base import AttentionPosEmbed, TokenPosEmbed
 from .builder import BACKBONE_ENCODINGS, ENCODING_PRESETS, build_pos_embed
 from .cache import TABLE_CACHES, TableCache, table_cache
 from .grid import gilbert_order, grid_coords
-from .rope import (RoPEAxial, RoPEMixed, RotateFixed, RotateMixed, axial_magnitudes, mixed_cos_sin, mixed_init_freqs,
-                   rope_axial_tables, rope_coords, rotate_pairs)
+from .rope import (
+    RoPEAxial,
+    RoPEMixed,
+    RotateFixed,
+    RotateMixed,
+    axial_magnitudes,
+    mixed_cos_sin,
+    mixed_init_freqs,
+    rope_axial_tables,
+    rope_coords,
+    rotate_pairs,
+)
 from .rpb import RelativePositionBias, relative_position_index
 from .spec import ENCODINGS, PosEmbedSpec, parse_pos_embed_cfg
 

@@ -166,7 +166,7 @@ class LOOPEPosEmbed(TokenPosEmbed):
         grid_size: reference grid, needed by context='mlp'.
     """
 
-    def __init__(self, embed_dims: int, patch_size: int, in_channels: int = 3, num_prefix_tokens: int = 0,
+    def __init__(self, embed_dims: int, *, patch_size: int, in_channels: int = 3, num_prefix_tokens: int = 0,
                  context: str = 'conv', grid_size: Optional[HW] = None):
         super().__init__()
         self.embed_dims = embed_dims

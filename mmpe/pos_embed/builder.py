@@ -59,7 +59,8 @@ def build_pos_embed(cfg, role: str, *, embed_dims: Optional[int] = None, grid_si
         if kind == 'loope':
             if embed_dims % 2:
                 raise ValueError(f'loope needs an even embed_dims, got {embed_dims}')
-            return LOOPEPosEmbed(embed_dims, patch_size, in_channels, num_prefix_tokens, spec.context, grid_size)
+            return LOOPEPosEmbed(embed_dims, patch_size=patch_size, in_channels=in_channels,
+                                 num_prefix_tokens=num_prefix_tokens, context=spec.context, grid_size=grid_size)
         return None
     if role == 'attention':
         if spec.is_rope and head_dim % 4:

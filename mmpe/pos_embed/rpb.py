@@ -6,7 +6,6 @@ from .base import AttentionPosEmbed
 from .grid import HW
 
 
-
 def relative_position_index(window_size: HW) -> torch.LongTensor:
     """(Wh*Ww, Wh*Ww) index into the (2Wh-1)(2Ww-1) table: (dy + Wh-1)(2Ww-1) + dx + Ww-1."""
     wh, ww = window_size

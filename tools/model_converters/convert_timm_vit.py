@@ -18,7 +18,8 @@ def main() -> None:
     parser.add_argument('src', help='timm checkpoint (.pth, .pt, .bin or .safetensors)')
     parser.add_argument('dst', help='output .pth file')
     parser.add_argument('--num-heads', type=int, default=None,
-                        help="attention heads; only needed for the RoPE-ViT authors' RoPE-Mixed checkpoints (flat 'freqs')")
+                        help="attention heads; only needed for the RoPE-ViT authors' RoPE-Mixed checkpoints "
+                             "(flat 'freqs')")
     parser.add_argument('--trust-pickle', action='store_true',
                         help='read a trusted torch file with weights_only=False (e.g. DeiT checkpoints with args)')
     args = parser.parse_args()
