@@ -569,8 +569,8 @@ def test_encodings_table_is_the_documented_one():
     rope = dict(with_ape=False, embed_prefix=False, coords='index', normalize_coords='separate', coord_aug=None)
     assert ENCODINGS == {
         'ape': dict(embed_prefix=False), 'sincos': {},
-        'rope_axial': dict(theta=None, **rope, pairing='interleaved', axes='xy'),
-        'rope_mixed': dict(theta=10.0, **rope), 'loope': dict(context='conv'), 'rpb': {}, 'none': {}}
+        'rope_axial': dict(theta=None, **rope, pairing='interleaved', axes='xy', scaling=None),
+        'rope_mixed': dict(theta=10.0, **rope, scaling=None), 'loope': dict(context='conv'), 'rpb': {}, 'none': {}}
 
 
 def test_spec_holds_every_parameter_with_its_default():
@@ -580,7 +580,7 @@ def test_spec_holds_every_parameter_with_its_default():
     spec = PosEmbedSpec.parse(cfg)
     assert spec == PosEmbedSpec(type='rope_mixed', theta=10.0, with_ape=True, embed_prefix=False, coords='index',
                                 normalize_coords='separate', coord_aug=dict(shift=0.0, jitter=2.0, rescale=1.0),
-                                pairing='interleaved', axes='xy', context='conv')
+                                pairing='interleaved', axes='xy', scaling=None, context='conv')
     assert spec.is_rope and spec.has_learned_ape and PosEmbedSpec.parse(spec) is spec
     cfg['coord_aug']['jitter'] = 3
     assert spec.coord_aug['jitter'] == 2.0

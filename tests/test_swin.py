@@ -607,3 +607,75 @@ def test_upernet_with_pe_swin_trains(encoding):
     losses = train_step(model, seg_batch([(3, 96, 136)] * 2))
     assert {'decode.loss_ce', 'aux.loss_ce'} <= set(losses) and finite_losses(losses)
     assert model.backbone.patch_embed.projection.weight.grad.abs().sum() > 0
+
+
+# ----------------------------------------------------------------------------------- mask_padding
+@pytest.mark.parametrize('encoding', ['rpb', 'rope_axial', 'none'])
+def test_mask_padding_changes_nothing_without_padding(encoding):
+    """A map that fills its windows at every stage (window 4: 128 px -> 32, 16, 8, 4 patches) has no padding:
+    the same outputs with and without ``mask_padding``, shifted blocks included."""
+    cfg = dict(SMALL, window_size=4, pos_embed=dict(type=encoding))
+    torch.manual_seed(0)
+    plain = PESwinTransformer(**cfg).eval()
+    masked = PESwinTransformer(**cfg, mask_padding=True).eval()
+    masked.load_state_dict(plain.state_dict())
+    x = torch.randn(2, 3, 128, 128)
+    with torch.no_grad():
+        for a, b in zip(plain(x), masked(x)):
+            assert torch.equal(a, b)
+
+
+def _gathered_window_attention(attn, x, hw, window, shift):
+    """Reference of masked-padding window attention: for each window of the padded, cyclically shifted map, the
+    tokens of the map (not the padding) attend among themselves only (gathered, no -inf anywhere), with the
+    encoding's bias and the shift mask's -100 between regions. x (B, H*W, C) -> (B, H*W, C)."""
+    from mmpe.models.swin import shift_window_mask
+    (h, w), ws = hw, window
+    b, _, c = x.shape
+    h_pad, w_pad = -(-h // ws) * ws, -(-w // ws) * ws
+    grid = F.pad(x.view(b, h, w, c), (0, 0, 0, w_pad - w, 0, h_pad - h))
+    index = F.pad(torch.arange(h * w).view(h, w), (0, w_pad - w, 0, h_pad - h), value=-1)
+    grid = torch.roll(grid, (-shift, -shift), (1, 2))
+    index = torch.roll(index, (-shift, -shift), (0, 1))
+    region = shift_window_mask((h_pad, w_pad), (ws, ws), (shift, shift), x.device, x.dtype) if shift else None
+    heads, head_dim = attn.num_heads, attn.head_dim
+    bias = attn.pos_embed.bias((ws, ws)) if attn.pos_embed is not None else torch.zeros(heads, ws * ws, ws * ws)
+    out = torch.zeros(b, h * w, c)
+    for k, (r, col) in enumerate((r, col) for r in range(0, h_pad, ws) for col in range(0, w_pad, ws)):
+        tokens = grid[:, r:r + ws, col:col + ws].reshape(b, ws * ws, c)
+        ids = index[r:r + ws, col:col + ws].reshape(-1)
+        keep = (ids >= 0).nonzero()[:, 0]
+        qkv = attn.qkv(tokens).reshape(b, ws * ws, 3, heads, head_dim).permute(2, 0, 3, 1, 4)
+        q, key, v = (t[:, :, keep] for t in qkv)
+        scores = q @ key.transpose(-1, -2) * attn.scale + bias[:, keep][:, :, keep]
+        if region is not None:
+            scores = scores + region[k][keep][:, keep]
+        y = (scores.softmax(-1) @ v).transpose(1, 2).reshape(b, len(keep), c)
+        out[:, ids[keep]] = attn.proj(y)
+    return out
+
+
+@pytest.mark.parametrize('shift', [0, 2])
+@pytest.mark.parametrize('encoding', ['rpb', 'none'])
+def test_mask_padding_attends_only_to_the_map(encoding, shift):
+    """With padding (a 6x7 map in windows of 4), ``mask_padding`` gives each window's attention over the map's own
+    tokens only, equal to gathering them (no mask values) with the shift mask between regions."""
+    from mmpe.models.swin import ShiftWindowAttention
+    from mmpe.pos_embed import build_pos_embed
+    torch.manual_seed(0)
+    spec = PosEmbedSpec.parse(dict(type=encoding))
+    block = ShiftWindowAttention(16, 2, window_size=4, shift_size=shift, mask_padding=True,
+                                 pos_embed=build_pos_embed(spec, 'attention', num_heads=2, head_dim=8,
+                                                           window_size=(4, 4))).eval()
+    _perturb(block)
+    x = torch.randn(2, 6 * 7, 16)
+    with torch.no_grad():
+        expected = _gathered_window_attention(block.w_msa, x, (6, 7), 4, shift)
+        assert torch.allclose(block(x, (6, 7)), expected, atol=1e-5)
+        block.mask_padding = False  # the default lets padding take part: another result
+        assert not torch.allclose(block(x, (6, 7)), expected, atol=1e-3)
+
+
+def test_mask_padding_is_a_bool():
+    with pytest.raises(ValueError, match=r"mask_padding must be True or False, got 'yes'"):
+        PESwinTransformer(**TINY, mask_padding='yes')

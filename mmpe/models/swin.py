@@ -64,6 +64,21 @@ def shift_window_mask(hw_pad: HW, window: HW, shift: HW, device: torch.device,
     return mask.to(device=device, dtype=dtype)
 
 
+@table_cache(maxsize=16)
+def padding_key_mask(hw: HW, hw_pad: HW, window: HW, shift: HW, device: torch.device,
+                     dtype: torch.dtype) -> torch.Tensor:
+    """(nW, 1, Wh*Ww) additive key mask of window attention on an (H, W) map padded to ``hw_pad``: -inf for the
+    keys at padded positions, 0 for the map's own, after the cyclic shift by ``shift`` (windows row-major, as
+    ``window_partition``). Every window holds at least one position of the map (the padding is narrower than a
+    window), so no query loses all its keys. Cached; treat as read-only."""
+    (h, w), (h_pad, w_pad) = hw, hw_pad
+    valid = (torch.arange(h_pad) < h)[:, None] & (torch.arange(w_pad) < w)[None, :]
+    valid = torch.roll(valid, shifts=(-shift[0], -shift[1]), dims=(0, 1))
+    valid = window_partition(valid[None, :, :, None], window)[:, None, :, 0]  # (nW, 1, Wh*Ww)
+    mask = torch.zeros(valid.shape).masked_fill(~valid, float('-inf'))
+    return mask.to(device=device, dtype=dtype)
+
+
 def window_partition(x: torch.Tensor, window: HW) -> torch.Tensor:
     """(B, H, W, C) with H, W multiples of ``window`` (Wh, Ww) -> (B * nW, Wh*Ww, C), windows row-major."""
     b, h, w, c = x.shape
@@ -96,22 +111,27 @@ class ShiftWindowAttention(BaseModule):
     shift mask is passed only when the window shifts; with no bias either, attention gets no
     mask at all.
 
+    ``mask_padding=True`` also masks the padded positions out as keys (``padding_key_mask``, -inf: they get no
+    attention weight), as ViTDet windows do in ``PEVisionTransformer``; the default False attends to them as
+    mmdet does. A map that fills its windows has no padding and gets the same result either way.
+
     Args:
         embed_dims, num_heads, qkv_bias, qk_scale: of the attention (``PosAttention``).
         window_size: window side. shift_size: cyclic shift (0 or window_size // 2).
-        window_fit: 'pad' or 'fit' (above).
+        window_fit: 'pad' or 'fit' (above). mask_padding: mask padded keys (above).
         attn_drop_rate, proj_drop_rate, drop_path_rate: dropout rates.
         pos_embed: the ``AttentionPosEmbed`` of this block (RPB, RoPE) or None.
     """
 
     def __init__(self, embed_dims: int, num_heads: int, *, window_size: int, shift_size: int = 0,
-                 window_fit: str = 'pad', qkv_bias: bool = True, qk_scale: Optional[float] = None,
-                 attn_drop_rate: float = 0.0, proj_drop_rate: float = 0.0, drop_path_rate: float = 0.0,
-                 pos_embed: Optional[AttentionPosEmbed] = None):
+                 window_fit: str = 'pad', mask_padding: bool = False, qkv_bias: bool = True,
+                 qk_scale: Optional[float] = None, attn_drop_rate: float = 0.0, proj_drop_rate: float = 0.0,
+                 drop_path_rate: float = 0.0, pos_embed: Optional[AttentionPosEmbed] = None):
         super().__init__()
         self.window_size = window_size
         self.shift_size = shift_size
         self.window_fit = window_fit
+        self.mask_padding = mask_padding
         self.w_msa = PosAttention(embed_dims, num_heads, qkv_bias=qkv_bias, qk_scale=qk_scale,
                                   attn_drop=attn_drop_rate, proj_drop=proj_drop_rate, pos_embed=pos_embed)
         self.drop = build_dropout(dict(type='DropPath', drop_prob=drop_path_rate))
@@ -136,7 +156,12 @@ class ShiftWindowAttention(BaseModule):
         if any(shift):
             x = torch.roll(x, shifts=(-shift[0], -shift[1]), dims=(1, 2))
             mask = shift_window_mask(hw_pad, window, shift, x.device, x.dtype)  # (nW, N, N)
-            mask = mask.unsqueeze(0).expand(b, -1, -1, -1).reshape(-1, 1, n, n)
+        # compiled: one graph for every size (a zero mask when the map fills its windows)
+        if self.mask_padding and (torch.compiler.is_compiling() or hw_pad != (h, w)):
+            pad_mask = padding_key_mask((h, w), hw_pad, window, shift, x.device, x.dtype)  # (nW, 1, N)
+            mask = pad_mask if mask is None else mask + pad_mask
+        if mask is not None:
+            mask = mask.unsqueeze(0).expand(b, -1, -1, -1).reshape(-1, 1, mask.shape[-2], n)
         x = self.w_msa(window_partition(x, window), window, mask=mask)
         x = window_reverse(x, hw_pad, window)
         if any(shift):
@@ -148,7 +173,8 @@ class PESwinBlock(BaseModule):
     """Pre-norm Swin block: x + attn(norm1(x)), then x + ffn(norm2(x)) (mmcv ``FFN``)."""
 
     def __init__(self, embed_dims: int, num_heads: int, *, feedforward_channels: int, window_size: int = 7,
-                 shift: bool = False, window_fit: str = 'pad', qkv_bias: bool = True, qk_scale: Optional[float] = None,
+                 shift: bool = False, window_fit: str = 'pad', mask_padding: bool = False, qkv_bias: bool = True,
+                 qk_scale: Optional[float] = None,
                  drop_rate: float = 0.0, attn_drop_rate: float = 0.0, drop_path_rate: float = 0.0,
                  act_cfg: dict = dict(type='GELU'), norm_cfg: dict = dict(type='LN'), with_cp: bool = False,
                  pos_embed: Optional[AttentionPosEmbed] = None):
@@ -157,8 +183,9 @@ class PESwinBlock(BaseModule):
         self.norm1 = build_norm_layer(norm_cfg, embed_dims)[1]
         self.attn = ShiftWindowAttention(
             embed_dims, num_heads, window_size=window_size, shift_size=window_size // 2 if shift else 0,
-            window_fit=window_fit, qkv_bias=qkv_bias, qk_scale=qk_scale, attn_drop_rate=attn_drop_rate,
-            proj_drop_rate=drop_rate, drop_path_rate=drop_path_rate, pos_embed=pos_embed)
+            window_fit=window_fit, mask_padding=mask_padding, qkv_bias=qkv_bias, qk_scale=qk_scale,
+            attn_drop_rate=attn_drop_rate, proj_drop_rate=drop_rate, drop_path_rate=drop_path_rate,
+            pos_embed=pos_embed)
         self.norm2 = build_norm_layer(norm_cfg, embed_dims)[1]
         self.ffn = FFN(embed_dims=embed_dims, feedforward_channels=feedforward_channels, num_fcs=2,
                        ffn_drop=drop_rate, dropout_layer=dict(type='DropPath', drop_prob=drop_path_rate),
@@ -183,7 +210,8 @@ class PESwinStage(BaseModule):
     ``drop_path_rates`` entry per block."""
 
     def __init__(self, embed_dims: int, num_heads: int, *, feedforward_channels: int, depth: int, window_size: int,
-                 window_fit: str, qkv_bias: bool, qk_scale: Optional[float], drop_rate: float, attn_drop_rate: float,
+                 window_fit: str, mask_padding: bool, qkv_bias: bool, qk_scale: Optional[float], drop_rate: float,
+                 attn_drop_rate: float,
                  drop_path_rates: Sequence[float], downsample: Optional[nn.Module], act_cfg: dict, norm_cfg: dict,
                  with_cp: bool, pos_embed: PosEmbedSpec):
         super().__init__()
@@ -193,7 +221,8 @@ class PESwinStage(BaseModule):
                            for _ in range(depth)]
         self.blocks = ModuleList([
             PESwinBlock(embed_dims, num_heads, feedforward_channels=feedforward_channels, window_size=window_size,
-                        shift=i % 2 == 1, window_fit=window_fit, qkv_bias=qkv_bias, qk_scale=qk_scale,
+                        shift=i % 2 == 1, window_fit=window_fit, mask_padding=mask_padding, qkv_bias=qkv_bias,
+                        qk_scale=qk_scale,
                         drop_rate=drop_rate, attn_drop_rate=attn_drop_rate, drop_path_rate=drop_path_rates[i],
                         act_cfg=act_cfg, norm_cfg=norm_cfg, with_cp=with_cp, pos_embed=attn_pos_embeds[i])
             for i in range(depth)])
@@ -262,6 +291,11 @@ class PESwinTransformer(BaseModule):
     shrinks the window to the map and does not shift. RoPE then uses the fitted (possibly
     non-square) window's local coordinates and RPB the fitted window's entries of its table.
     Use 'fit' to reproduce official/timm/authors' Swin features (e.g. the last stage at 224).
+
+    ``mask_padding=True`` gives the positions that pad each stage map to whole windows no attention weight
+    (-inf for them as keys; ``ShiftWindowAttention``); by default (False) they take part, as in mmdet, and are
+    then the only absolute-position cue of a relative or absent encoding (docs/results.md, "Swin off its
+    fine-tuning size"). Weights do not depend on it: it can be switched on a trained model.
     """
 
     def __init__(self, *, pretrain_img_size=224, in_channels: int = 3, embed_dims: int = 96, patch_size: int = 4,
@@ -272,7 +306,7 @@ class PESwinTransformer(BaseModule):
                  drop_path_rate: float = 0.1, use_abs_pos_embed: bool = False, act_cfg: dict = dict(type='GELU'),
                  norm_cfg: dict = dict(type='LN'), with_cp: bool = False, pretrained: Optional[str] = None,
                  convert_weights: bool = False, frozen_stages: int = -1, init_cfg: Optional[dict] = None,
-                 pos_embed: dict = dict(type='rpb'), window_fit: str = 'pad'):
+                 pos_embed: dict = dict(type='rpb'), window_fit: str = 'pad', mask_padding: bool = False):
         if pretrained is not None:
             if init_cfg is not None:
                 raise ValueError('PESwinTransformer: give init_cfg or pretrained (deprecated), not both')
@@ -286,6 +320,8 @@ class PESwinTransformer(BaseModule):
                            embed_dims=embed_dims, patch_size=patch_size, window_size=window_size, depths=depths,
                            num_heads=num_heads, strides=strides, out_indices=out_indices,
                            frozen_stages=frozen_stages, use_abs_pos_embed=use_abs_pos_embed, window_fit=window_fit)
+        if not isinstance(mask_padding, bool):
+            raise ValueError(f'PESwinTransformer: mask_padding must be True or False, got {mask_padding!r}')
         self.pos_embed_spec = spec
         self.in_channels = in_channels
         self.patch_size = patch_size
@@ -313,7 +349,8 @@ class PESwinTransformer(BaseModule):
             first = sum(depths[:i])
             self.stages.append(PESwinStage(
                 dims, num_heads[i], feedforward_channels=int(mlp_ratio * dims), depth=depths[i],
-                window_size=window_size, window_fit=window_fit, qkv_bias=qkv_bias, qk_scale=qk_scale,
+                window_size=window_size, window_fit=window_fit, mask_padding=mask_padding, qkv_bias=qkv_bias,
+                qk_scale=qk_scale,
                 drop_rate=drop_rate, attn_drop_rate=attn_drop_rate, drop_path_rates=dpr[first:first + depths[i]],
                 downsample=downsample, act_cfg=act_cfg, norm_cfg=norm_cfg, with_cp=with_cp, pos_embed=spec))
         for i in self.out_indices:

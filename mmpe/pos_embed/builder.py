@@ -69,9 +69,9 @@ def build_pos_embed(cfg, role: str, *, embed_dims: Optional[int] = None, grid_si
             if spec.theta is None:
                 raise ValueError("pos_embed type='rope_axial' has no theta: give theta, or axial_theta (the "
                                  "backbone's default) to build_pos_embed")
-            return RoPEAxial(head_dim, spec.theta, spec.pairing, spec.axes)
+            return RoPEAxial(head_dim, spec.theta, spec.pairing, spec.axes, spec.scaling)
         if kind == 'rope_mixed':
-            return RoPEMixed(num_heads, head_dim, spec.theta)
+            return RoPEMixed(num_heads, head_dim, spec.theta, spec.scaling)
         if kind == 'rpb':
             if window_size is None:
                 raise ValueError("pos_embed type='rpb' needs window attention (a Swin backbone); "

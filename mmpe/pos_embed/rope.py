@@ -22,6 +22,7 @@ gradient is computed in closed form (docs/design.md section 8). Backward is itse
 (0, 0), i.e. angle 0: they pass through unchanged and add nothing to the frequency gradient.
 """
 import math
+from dataclasses import dataclass
 from typing import Optional, Tuple
 
 import torch
@@ -43,6 +44,54 @@ COORDS = ('index', 'interpolate', 'centered')  # coordinate modes (``coords_affi
 NORMALIZE_COORDS = ('separate', 'min', 'max')  # what 'centered' coordinates are normalised by
 PAIRINGS = ('interleaved', 'half')  # channel pairs: (2i, 2i+1) or (i, i + d/2)
 AXES = ('xy', 'yx')  # RoPE-Axial's axis blocks: x first or y first
+SCALINGS = ('linear', 'ntk', 'yarn')  # test-time frequency scalings (``RoPEScaling``)
+
+
+@dataclass(frozen=True)
+class RoPEScaling:
+    """Test-time extension of a RoPE trained in index coordinates on one patch grid to larger grids, applied
+    in eval mode only (docs/design.md section 3, "Test-time resolution"). Per axis a (x: columns, y: rows),
+    s_a = max(G_a / T_a, 1), G the test grid and T = ``train_grid`` = (T_y, T_x); smaller grids are left as
+    they are. Each frequency f of that axis (RoPE-Axial: mag_k; RoPE-Mixed: fx or fy of a pair) becomes:
+
+    - 'linear' (position interpolation): f / s_a, i.e. coordinates divided by s_a.
+    - 'ntk' (NTK-aware, RoPE-Axial only): theta_a = theta s_a^(D / (D - 2)), D = d/2 channels per axis, so
+      mag_k becomes mag_k s_a^(-2k / (D - 2)): the highest frequency kept, the lowest interpolated.
+    - 'yarn': f ((1 - g) / s_a + g), g = clamp((r - beta_slow) / (beta_fast - beta_slow), 0, 1) of
+      r = T_a |f| / (2 pi), the turns f makes across the training grid: frequencies that turn more than
+      beta_fast times are kept, fewer than beta_slow interpolated, a linear blend in r between; q and k
+      are also multiplied by 0.1 ln(max(s_x, s_y)) + 1 (YaRN's attention temperature).
+    """
+    type: str
+    train_grid: Tuple[int, int]
+    beta_fast: float = 32.0
+    beta_slow: float = 1.0
+
+    def factors(self, hw: HW) -> HW:
+        """(s_y, s_x) on an (H, W) grid."""
+        return tuple(max(size / train, 1.0) for size, train in zip(hw, self.train_grid))
+
+    def applies(self, hw: HW) -> bool:
+        """Whether the (H, W) grid exceeds the training grid along an axis (else nothing changes)."""
+        return any(size > train for size, train in zip(hw, self.train_grid))
+
+    def attention_factor(self, hw: HW) -> float:
+        """The factor of q and k: 0.1 ln(max(s_x, s_y)) + 1 for 'yarn', 1 otherwise."""
+        return 0.1 * math.log(max(self.factors(hw))) + 1.0 if self.type == 'yarn' else 1.0
+
+    def scaled(self, freqs: torch.Tensor, s: float, train_len: int) -> torch.Tensor:
+        """``freqs`` (..., n) of one axis scaled for factor ``s`` of a training grid ``train_len`` long along it
+        ('ntk': the n RoPE-Axial magnitudes mag_0 .. mag_(n-1), so D = 2n)."""
+        if s <= 1.0:
+            return freqs
+        if self.type == 'linear':
+            return freqs / s
+        if self.type == 'ntk':
+            k = torch.arange(freqs.shape[-1], dtype=freqs.dtype, device=freqs.device)
+            return freqs * s ** (-2 * k / (2 * freqs.shape[-1] - 2))
+        turns = train_len * freqs.abs() / (2 * math.pi)
+        blend = ((turns - self.beta_slow) / (self.beta_fast - self.beta_slow)).clamp(0, 1)
+        return freqs * ((1 - blend) / s + blend)
 
 
 def normalizing_sizes(hw: HW, normalize_coords: str) -> HW:
@@ -145,12 +194,27 @@ def rope_axial_tables(hw: HW, num_prefix_tokens: int, head_dim: int, theta: floa
     return angles.cos(), angles.sin()
 
 
-def axial_angles(coords: torch.Tensor, head_dim: int, theta: float, axes: str = 'xy') -> torch.Tensor:
+def axial_angles(coords: torch.Tensor, head_dim: int, theta: float, axes: str = 'xy',
+                 scaling: Optional[RoPEScaling] = None, hw: Optional[HW] = None) -> torch.Tensor:
     """(N, d/2) RoPE-Axial angles of coords (2, N) = [x; y]: x * mag_k for pair k < d/4, then
-    y * mag_k ('xy'); y first, then x for 'yx' (DINOv3)."""
+    y * mag_k ('xy'); y first, then x for 'yx' (DINOv3). With ``scaling``, the magnitudes of each axis
+    are those ``scaling`` gives on the ``hw`` grid."""
     mag = axial_magnitudes(head_dim, theta).to(coords.device)
-    first, second = coords if axes == 'xy' else coords.flip(0)
-    return torch.cat([first[:, None] * mag, second[:, None] * mag], dim=-1)
+    mag_x = mag_y = mag
+    if scaling is not None:
+        (s_y, s_x), (train_y, train_x) = scaling.factors(hw), scaling.train_grid
+        mag_x, mag_y = scaling.scaled(mag, s_x, train_x), scaling.scaled(mag, s_y, train_y)
+    x, y = coords[0][:, None] * mag_x, coords[1][:, None] * mag_y
+    return torch.cat([x, y] if axes == 'xy' else [y, x], dim=-1)
+
+
+@table_cache(maxsize=16)
+def rope_axial_scaled_tables(hw: HW, num_prefix_tokens: int, head_dim: int, theta: float, device: torch.device,
+                             axes: str, scaling: RoPEScaling):
+    """``rope_axial_tables`` at index coordinates with each axis's magnitudes scaled by ``scaling`` for the
+    (H, W) grid; (cos, sin), each (P + H*W, d/2) float32."""
+    angles = axial_angles(rope_coords(hw, num_prefix_tokens, device), head_dim, theta, axes, scaling, hw)
+    return angles.cos(), angles.sin()
 
 
 def empty_in_layout_of(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
@@ -269,22 +333,28 @@ class RoPEAxial(AttentionPosEmbed):
         theta: frequency base; mag_k = theta ** (-4k/d).
         pairing: 'interleaved' (channels 2i, 2i+1) or 'half' (channels i, i + d/2; DINOv3).
         axes: 'xy' (x block first) or 'yx' (y block first; DINOv3).
-    Holds no state: its tables live in the shared cache of ``rope_axial_tables``.
+        scaling: a ``RoPEScaling`` applied in eval mode on grids larger than its training grid, or None.
+    Holds no state: its tables live in the shared caches of ``rope_axial_tables`` and ``rope_axial_scaled_tables``.
     """
 
-    def __init__(self, head_dim: int, theta: float, pairing: str = 'interleaved', axes: str = 'xy'):
+    def __init__(self, head_dim: int, theta: float, pairing: str = 'interleaved', axes: str = 'xy',
+                 scaling: Optional[RoPEScaling] = None):
         super().__init__()
         if pairing not in PAIRINGS:
             raise ValueError(f'pairing must be one of {", ".join(map(repr, PAIRINGS))}, got {pairing!r}')
         if axes not in AXES:
             raise ValueError(f'axes must be one of {", ".join(map(repr, AXES))}, got {axes!r}')
+        if scaling is not None and scaling.type == 'ntk' and head_dim < 8:
+            raise ValueError(f"scaling type='ntk' needs head_dim >= 8 (two frequencies per axis), got {head_dim}")
         self.head_dim = head_dim
         self.theta = theta
         self.pairing = pairing
         self.axes = axes
+        self.scaling = scaling
 
     def extra_repr(self) -> str:
-        return f'head_dim={self.head_dim}, theta={self.theta}, pairing={self.pairing!r}, axes={self.axes!r}'
+        scaling = f', scaling={self.scaling}' if self.scaling is not None else ''
+        return f'head_dim={self.head_dim}, theta={self.theta}, pairing={self.pairing!r}, axes={self.axes!r}{scaling}'
 
     def angles(self, hw: HW, device=None) -> torch.Tensor:
         """(1, H*W, d/2) float32 angles for a row-major grid."""
@@ -293,7 +363,14 @@ class RoPEAxial(AttentionPosEmbed):
 
     def rotate(self, qk: torch.Tensor, hw: HW, num_prefix_tokens: int = 0, affine: Affine = IDENTITY) -> torch.Tensor:
         """Rotate q/k of shape (..., heads, P + H*W, d) at patch coordinates transformed by
-        ``affine`` (``coords_affine``); prefix tokens stay as they are."""
+        ``affine`` (``coords_affine``); prefix tokens stay as they are. In eval mode, on a grid larger than
+        its training grid, a ``scaling`` rotates at index coordinates by its scaled frequencies instead."""
+        if self.scaling is not None and not self.training and self.scaling.applies(hw):
+            cos, sin = rope_axial_scaled_tables(tuple(hw), num_prefix_tokens, self.head_dim, self.theta, qk.device,
+                                                self.axes, self.scaling)
+            if self.scaling.type == 'yarn':
+                qk = qk * self.scaling.attention_factor(hw)
+            return RotateFixed.apply(qk, cos, sin, self.pairing)
         cos, sin = rope_axial_tables(tuple(hw), num_prefix_tokens, self.head_dim, self.theta, qk.device,
                                      *_table_options(self.axes, affine))
         return RotateFixed.apply(qk, cos, sin, self.pairing)
@@ -318,19 +395,26 @@ class RoPEMixed(AttentionPosEmbed):
         num_heads: attention heads h.
         head_dim: head dimension d (multiple of 4).
         theta: base of the initial magnitudes (10 in the paper).
+        scaling: a ``RoPEScaling`` ('linear' or 'yarn') applied in eval mode on grids larger than its training
+            grid, or None.
     Parameter ``freqs`` (2, h, d/2) holds fx and fy. Angles are computed from the current
     frequencies in every call (float32); gradients reach them in closed form (``RotateMixed``).
     """
 
-    def __init__(self, num_heads: int, head_dim: int, theta: float = 10.0):
+    def __init__(self, num_heads: int, head_dim: int, theta: float = 10.0, scaling: Optional[RoPEScaling] = None):
         super().__init__()
+        if scaling is not None and scaling.type == 'ntk':
+            raise ValueError("RoPE-Mixed has no theta to rescale at test time: scaling type='ntk' is RoPE-Axial's; "
+                             "use 'linear' or 'yarn'")
         self.num_heads = num_heads
         self.head_dim = head_dim
         self.theta = theta
+        self.scaling = scaling
         self.freqs = nn.Parameter(mixed_init_freqs(num_heads, head_dim, theta))
 
     def extra_repr(self) -> str:
-        return f'num_heads={self.num_heads}, head_dim={self.head_dim}, theta={self.theta}'
+        scaling = f', scaling={self.scaling}' if self.scaling is not None else ''
+        return f'num_heads={self.num_heads}, head_dim={self.head_dim}, theta={self.theta}{scaling}'
 
     def angles(self, hw: HW) -> torch.Tensor:
         """(h, H*W, d/2) float32 angles ``fx x + fy y``."""
@@ -338,6 +422,14 @@ class RoPEMixed(AttentionPosEmbed):
 
     def rotate(self, qk: torch.Tensor, hw: HW, num_prefix_tokens: int = 0, affine: Affine = IDENTITY) -> torch.Tensor:
         """Rotate q/k of shape (..., h, P + H*W, d) at patch coordinates transformed by ``affine``
-        (``coords_affine``); prefix tokens stay as they are."""
+        (``coords_affine``); prefix tokens stay as they are. In eval mode, on a grid larger than its training
+        grid, a ``scaling`` scales fx and fy (``RoPEScaling.scaled`` per axis) at index coordinates."""
+        freqs = self.freqs
+        if self.scaling is not None and not self.training and self.scaling.applies(hw):
+            (s_y, s_x), (train_y, train_x) = self.scaling.factors(hw), self.scaling.train_grid
+            freqs = torch.stack([self.scaling.scaled(freqs[0], s_x, train_x),
+                                 self.scaling.scaled(freqs[1], s_y, train_y)])
+            if self.scaling.type == 'yarn':
+                qk = qk * self.scaling.attention_factor(hw)
         coords = rope_coords(tuple(hw), num_prefix_tokens, qk.device, *_affine_key(affine))
-        return RotateMixed.apply(qk, self.freqs, coords)
+        return RotateMixed.apply(qk, freqs, coords)

@@ -6,15 +6,16 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Optional, Tuple
 
-from .rope import AXES, COORDS, NORMALIZE_COORDS, PAIRINGS
+from .rope import AXES, COORDS, NORMALIZE_COORDS, PAIRINGS, SCALINGS, RoPEScaling
 
 # The parameters each encoding type accepts; a spec keeps the others at their field defaults, where they act on
 # nothing (e.g. an 'ape' spec's coords='index').
 PARAMETERS = {
     'ape': ('embed_prefix',),
     'sincos': (),
-    'rope_axial': ('theta', 'with_ape', 'embed_prefix', 'coords', 'normalize_coords', 'coord_aug', 'pairing', 'axes'),
-    'rope_mixed': ('theta', 'with_ape', 'embed_prefix', 'coords', 'normalize_coords', 'coord_aug'),
+    'rope_axial': ('theta', 'with_ape', 'embed_prefix', 'coords', 'normalize_coords', 'coord_aug', 'pairing', 'axes',
+                   'scaling'),
+    'rope_mixed': ('theta', 'with_ape', 'embed_prefix', 'coords', 'normalize_coords', 'coord_aug', 'scaling'),
     'loope': ('context',),
     'rpb': (),
     'none': (),
@@ -25,6 +26,8 @@ TYPE_DEFAULTS = {'rope_mixed': dict(theta=10.0)}
 # The coordinate augmentation's parameters with their no-op values (``mmpe.pos_embed.rope.coords_affine``
 # defines them, and the accepted values of coords, normalize_coords, pairing and axes).
 COORD_AUG = dict(shift=0.0, jitter=1.0, rescale=1.0)
+# The test-time scaling's keys: 'type' and 'train_grid' always, the blend's turn counts with type='yarn' only.
+SCALING_KEYS = ('type', 'train_grid', 'beta_fast', 'beta_slow')
 
 
 def format_choices(values) -> str:
@@ -73,6 +76,48 @@ def _parse_coord_aug(aug) -> Optional[dict]:
     return aug
 
 
+def _parse_scaling(scaling, kind: str) -> Optional[RoPEScaling]:
+    """None, or the ``RoPEScaling`` of ``dict(type=..., train_grid=(H', W') or G, [beta_fast, beta_slow])``."""
+    if scaling is None:
+        return None
+    if isinstance(scaling, RoPEScaling):  # validated again, as a dict (the betas are yarn's)
+        cfg = {k: v for k, v in vars(scaling).items() if scaling.type == 'yarn' or not k.startswith('beta')}
+    elif isinstance(scaling, dict):
+        cfg = dict(scaling)
+    else:
+        raise ValueError(f"pos_embed scaling must be None or a dict with keys 'type' and 'train_grid' (and "
+                         f"'beta_fast', 'beta_slow' for type='yarn'), got {scaling!r}")
+    unknown = sorted(set(cfg) - set(SCALING_KEYS))
+    if unknown:
+        raise ValueError(f'pos_embed scaling got unknown key(s) {format_choices(unknown)}; '
+                         f'accepted: {format_choices(SCALING_KEYS)}')
+    if 'type' not in cfg or 'train_grid' not in cfg:
+        raise ValueError(f"pos_embed scaling needs 'type' (one of {format_choices(SCALINGS)}) and 'train_grid' (the "
+                         f"patch grid (H', W') the model was trained at), got {scaling!r}")
+    _check_choice('scaling type', cfg['type'], SCALINGS)
+    if cfg['type'] == 'ntk' and kind != 'rope_axial':
+        raise ValueError(f"pos_embed scaling type='ntk' rescales RoPE-Axial's theta; type={kind!r} has none: use "
+                         f"'linear' or 'yarn'")
+    grid = cfg['train_grid']
+    grid = (grid, grid) if isinstance(grid, int) and not isinstance(grid, bool) else grid
+    if not (isinstance(grid, (tuple, list)) and len(grid) == 2
+            and all(isinstance(g, int) and not isinstance(g, bool) and g > 0 for g in grid)):
+        raise ValueError(f"pos_embed scaling train_grid must be a positive int or two (H', W'), the patch grid "
+                         f'trained at, got {cfg["train_grid"]!r}')
+    cfg['train_grid'] = tuple(grid)
+    betas = {k: cfg[k] for k in ('beta_fast', 'beta_slow') if k in cfg}
+    if cfg['type'] != 'yarn' and betas:
+        raise ValueError(f"pos_embed scaling {format_choices(betas)} belong to type='yarn', got type={cfg['type']!r}")
+    for key, value in betas.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < float('inf'):
+            raise ValueError(f'pos_embed scaling {key} must be a positive number, got {value!r}')
+        cfg[key] = float(value)
+    if cfg['type'] == 'yarn' and not cfg.get('beta_fast', 32.0) > cfg.get('beta_slow', 1.0):
+        raise ValueError(f"pos_embed scaling beta_fast must exceed beta_slow, got beta_fast={cfg.get('beta_fast')}, "
+                         f"beta_slow={cfg.get('beta_slow')}")
+    return RoPEScaling(**cfg)
+
+
 @dataclass(frozen=True)
 class PosEmbedSpec:
     """One positional encoding, validated: its ``type`` and every parameter, defaults filled in.
@@ -86,7 +131,8 @@ class PosEmbedSpec:
     'none'); theta (RoPE base: RoPE-Mixed's init, 10 by default; RoPE-Axial's, None = the backbone's default,
     which the backbone fills in); with_ape, embed_prefix (a learned APE beside RoPE; APE for prefix tokens);
     coords, normalize_coords, coord_aug (RoPE coordinates); pairing, axes (RoPE-Axial's channel layout);
-    context (LOOPE's context head).
+    scaling (a ``RoPEScaling`` of index-trained RoPE at test time, from ``dict(type='linear' | 'ntk' | 'yarn',
+    train_grid=(H', W'), [beta_fast, beta_slow])``); context (LOOPE's context head).
     """
 
     type: str
@@ -98,6 +144,7 @@ class PosEmbedSpec:
     coord_aug: Optional[dict] = field(default=None, hash=False)
     pairing: str = 'interleaved'
     axes: str = 'xy'
+    scaling: Optional[RoPEScaling] = None
     context: str = 'conv'
 
     def __post_init__(self):
@@ -117,6 +164,11 @@ class PosEmbedSpec:
                 raise ValueError(f'pos_embed normalize_coords={self.normalize_coords!r} needs coords=\'centered\', '
                                  f'got coords={self.coords!r}')
             object.__setattr__(self, 'coord_aug', _parse_coord_aug(self.coord_aug))
+            object.__setattr__(self, 'scaling', _parse_scaling(self.scaling, self.type))
+            if self.scaling is not None and self.coords != 'index':
+                raise ValueError(f"pos_embed scaling extends RoPE trained at index coordinates; coords="
+                                 f"{self.coords!r} is resolution-independent already: give scaling=None or "
+                                 f"coords='index'")
         if self.type == 'rope_axial':
             _check_choice('pairing', self.pairing, PAIRINGS)
             _check_choice('axes', self.axes, AXES)
@@ -161,11 +213,12 @@ class PosEmbedSpec:
         without augmentation: ``owner`` attends in windows, whose RoPE coordinates are window-local
         (index: 0 .. window-1; 'centered': normalised over the window), so 'interpolate' (relative to the
         pretraining grid) and coord_aug have no meaning there."""
-        if self.is_rope and (self.coords not in coords or self.coord_aug is not None):
+        if self.is_rope and (self.coords not in coords or self.coord_aug is not None or self.scaling is not None):
             raise ValueError(f'{owner} attends in windows with window-local RoPE coordinates: pos_embed needs '
-                             f'coords in ({format_choices(coords)}) and coord_aug=None, got coords={self.coords!r}, '
-                             f'coord_aug={self.coord_aug!r} (the other options are for global attention: '
-                             f'PEVisionTransformer with window_size=0)')
+                             f'coords in ({format_choices(coords)}), coord_aug=None and scaling=None (a window keeps '
+                             f'its size at every input size), got coords={self.coords!r}, '
+                             f'coord_aug={self.coord_aug!r}, scaling={self.scaling!r} (the other options are for '
+                             f'global attention: PEVisionTransformer with window_size=0)')
 
 
 # Accepted parameters of each encoding type, with their defaults (those of ``PosEmbedSpec`` and ``TYPE_DEFAULTS``).
