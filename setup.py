@@ -43,6 +43,7 @@ setup(
         'ftfy',
         'regex',
     ],
-    # transformers: its DINOv3ViTModel is the reference of the 'hf_dinov3' layout (tests/test_dinov3_layouts.py).
-    extras_require={'tests': ['pytest', 'scipy', 'transformers>=5']},
+    # transformers: its DINOv3ViTModel is the reference of the 'hf_dinov3' layout (tests/test_dinov3_layouts.py);
+    # onnx, onnxscript (torch.onnx.export(dynamo=True)) and onnxruntime: tests/test_export.py.
+    extras_require={'tests': ['pytest', 'scipy', 'transformers>=5', 'onnx', 'onnxscript', 'onnxruntime']},
 )
