@@ -106,12 +106,17 @@ def test_onnx_upernet_segmentor_matches_pytorch(tmp_path):
 
 @pytest.mark.slow  # subprocess, torch.export
 def test_export_tool(tmp_path):
+    """The demo's Swin (window 7): traced and checked at sizes where every stage has at least two windows
+    per side (docs/user_guides/export.md), at a smaller one the program's guard stops it."""
     out = tmp_path / 'backbone.pt2'
     proc = subprocess.run([sys.executable, 'tools/deployment/export.py', 'mmpe::demo/upernet_swin-rope-mixed_synthetic.py',
-                           '--backbone', '--format', 'torch', '--shape', '64', '80', '--out', str(out),
-                           '--check', '96', '64'], cwd=ROOT, capture_output=True, text=True, timeout=600)
+                           '--backbone', '--format', 'torch', '--shape', '256', '320', '--out', str(out),
+                           '--check', '288', '352'], cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    difference = float(proc.stdout.split('96x64: largest difference from PyTorch ')[1])
+    difference = float(proc.stdout.split('288x352: largest difference from PyTorch ')[1])
     assert difference < 1e-5 and out.is_file()
-    program = torch.export.load(str(out))
-    assert len(program.module()(torch.randn(1, 3, 48, 112))) == 4  # Swin's four stage maps
+    program = torch.export.load(str(out)).module()
+    assert [tuple(m.shape) for m in program(torch.randn(1, 3, 320, 256))] == [
+        (1, 32, 80, 64), (1, 64, 40, 32), (1, 128, 20, 16), (1, 256, 10, 8)]  # Swin's four stage maps
+    with pytest.raises(AssertionError, match='Guard failed'):  # last stage 2 x 3 patches: one window
+        program(torch.randn(1, 3, 64, 80))
