@@ -5,12 +5,13 @@ registered in mmdet/mmseg MODELS), ``converters`` (checkpoints by name, layouts)
 ``engine`` (compatibility fixes, hooks, launch, pre-flight). Studying: ``analysis``, ``datasets``,
 ``evaluation``. docs/design.md section 1 has the layers and which may import which.
 """
-from .engine import compat
+from .engine import compat, config_names
 
 compat.apply()
+config_names.register()  # 'mmpe::<folder>/<config>.py' names (mmpe/engine/config_names.py)
 
 from . import models, pos_embed  # noqa: F401,E402
 from .converters import checkpoint  # noqa: F401,E402  (registers hf:// and timm:// with mmengine's CheckpointLoader)
 from .engine import hooks, optimizers  # noqa: F401,E402  (register RandomStateHook, PELayerDecayOptimizerConstructor)
 
-__version__ = '0.1.0'
+from .version import __version__  # noqa: F401,E402

@@ -1,5 +1,6 @@
-"""mmpe.engine.compat: mmcv's deformable attention without CUDA kernels, AmpOptimWrapper on CPU, each fix
-only where its defect exists, mmpe without mmcv's compiled ops."""
+"""mmpe.engine.compat: mmcv's deformable attention without CUDA kernels, AmpOptimWrapper on CPU, the installed
+path of an editable install, each fix only where its defect exists, mmpe without mmcv's compiled ops."""
+import importlib.metadata
 import os
 import subprocess
 import sys
@@ -145,11 +146,18 @@ def run_python(code: str, **env) -> subprocess.CompletedProcess:
     return proc
 
 
+def mmpe_is_editable() -> bool:
+    """True when mmpe's installed distribution does not hold the package (pip install -e, PEP 660)."""
+    return not Path(importlib.metadata.distribution('mmpe').locate_file('mmpe')).is_dir()
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason='expects the fixes of a machine without a GPU')
 def test_fixes_in_effect_on_a_cpu_machine():
     """Here (torch 2.14, mmengine 0.10.7, an mmcv with CPU ops, no GPU) every fix but the deformable
-    attention routing (mmcv takes its CUDA branch only when torch sees a GPU) has a defect to fix."""
+    attention routing (mmcv takes its CUDA branch only when torch sees a GPU) has a defect to fix,
+    and mmpe's editable install (tools/setup_env.sh) the one of mmengine's get_installed_path.
     expected = ['allow_mmengine_checkpoints', 'allow_cpu_distributed', 'allow_cpu_bf16_amp', 'weight_ignored_pixels']
+    expected += ['locate_editable_installs'] if mmpe_is_editable() else []
     assert compat.APPLIED == expected
     assert compat.mmengine_checkpoints_load()
     assert compat.class_weight_ignores_pixels()
@@ -157,10 +165,23 @@ def test_fixes_in_effect_on_a_cpu_machine():
     assert compat.APPLIED == expected
 
 
+def test_installed_path_of_an_editable_install():
+    """mmengine's get_installed_path (where 'mmpe::' / 'mmdet::' configs are looked for) gives the
+    directory mmpe is imported from, also for the editable install; other packages' paths as before."""
+    import mmdet
+    from mmengine.config import config as mmengine_config
+    from mmengine.utils import get_installed_path
+    import mmpe
+    assert get_installed_path('mmpe') == mmengine_config.get_installed_path('mmpe') == str(Path(mmpe.__file__).parent)
+    assert get_installed_path('mmdet') == str(Path(mmdet.__file__).parent)
+
+
 def test_no_fix_where_its_defect_is_absent():
     """A stack with none of the defects: torch.load not defaulting to weights_only (as before torch
-    2.6), a GPU, mmcv with CUDA ops. ``import mmpe`` then changes nothing in mmengine, mmcv or torch."""
+    2.6), a GPU, mmcv with CUDA ops, mmpe installed from a wheel. ``import mmpe`` then changes nothing
+    in mmengine, mmcv or torch (but its registrations)."""
     proc = run_python('''
+        import importlib.util, os
         import torch
         torch.cuda.is_available = lambda: True        # a GPU machine
         import mmcv.ops
@@ -176,9 +197,14 @@ def test_no_fix_where_its_defect_is_absent():
                                 ignore_index=-100, avg_non_ignore=False):   # an mmseg without the defect
             return F.cross_entropy(pred, label, weight=class_weight, ignore_index=ignore_index)
         cross_entropy_loss.cross_entropy = fixed_cross_entropy
+        from mmengine.utils import package_utils
+        stock_installed_path = package_utils.get_installed_path
+        package_utils.get_installed_path = lambda package: (  # a regular (not editable) install of mmpe
+            os.path.dirname(importlib.util.find_spec(package).origin) if package == 'mmpe' else stock_installed_path(package))
         def state():
             return (dist_utils._init_dist_pytorch, MMDistributedDataParallel.__init__, AmpOptimWrapper.__init__,
                     HistoryBuffer.__getstate__, msda.MultiScaleDeformableAttnFunction, cross_entropy_loss.cross_entropy,
+                    package_utils.get_installed_path,
                     # torch registers its own (DTensor ...) as its modules load: the others
                     [g for g in torch.serialization.get_safe_globals() if not repr(g).startswith("<class 'torch.")])
         before = state()

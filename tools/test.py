@@ -16,7 +16,7 @@ from mmpe.engine.launch import add_common_args, build_runner, load_config, tta_c
 
 def main():
     parser = argparse.ArgumentParser(description='Test (and evaluate) a model')
-    parser.add_argument('config', help='test config file path')
+    parser.add_argument('config', help="test config: a file or a name such as 'mmpe::dino/<config>.py'")
     parser.add_argument('checkpoint', help='checkpoint: a file, hf://OWNER/REPO[/FILE][@REVISION], timm://MODEL '
                                            'or a URL')
     parser.add_argument('--tta', action='store_true',

@@ -14,7 +14,7 @@ from mmpe.engine.launch import add_common_args, build_runner, load_config
 
 def main():
     parser = argparse.ArgumentParser(description='Train a detector or segmentor')
-    parser.add_argument('config', help='train config file path')
+    parser.add_argument('config', help="train config: a file or a name such as 'mmpe::dino/<config>.py'")
     parser.add_argument('--amp', action='store_true', help='enable automatic mixed precision training (GPU)')
     parser.add_argument('--resume', nargs='?', type=str, const='auto',
                         help='resume from the given checkpoint, or without a value from the latest '

@@ -6,10 +6,13 @@ feature check, not a version list) and changes nothing otherwise; applying twice
 more. ``APPLIED`` names the fixes in effect. Each fix names the upstream problem it works around;
 delete it when the upstream release carries the fix. docs/user_guides/compatibility.md lists them.
 """
+import importlib.util
 import io
 import logging
+import os.path as osp
 import pickle
-from typing import List
+import sys
+from typing import List, Optional
 
 import numpy as np
 import torch
@@ -216,8 +219,37 @@ def weight_ignored_pixels() -> bool:
     return True
 
 
+def _import_dir(package: str) -> Optional[str]:
+    """The directory ``package`` is imported from, or None when it does not import as a package."""
+    spec = importlib.util.find_spec(package)
+    return osp.dirname(spec.origin) if spec is not None and spec.origin is not None else None
+
+
+def locate_editable_installs() -> bool:
+    """mmengine 0.10.7's ``get_installed_path`` (mmengine/utils/package_utils.py), which finds the
+    ``.mim/configs`` of ``'mmpe::'`` / ``'mmdet::'`` names, joins the distribution's location with the
+    package name. For an editable install (``pip install -e``, PEP 660: tools/setup_env.sh) the
+    location is site-packages while the package stays in its source tree, so the path does not exist
+    and every config name of the package fails. Where that happens for mmpe, return the directory
+    the package is imported from whenever the joined path does not exist."""
+    from mmengine.utils import package_utils
+    stock = package_utils.get_installed_path
+    if osp.isdir(stock('mmpe')):
+        return False
+
+    def get_installed_path(package: str) -> str:
+        path = stock(package)
+        return path if osp.isdir(path) else _import_dir(package) or path
+
+    for name in ('mmengine.utils.package_utils', 'mmengine.utils', 'mmengine.config.config', 'mmengine.hub.hub'):
+        module = sys.modules.get(name)
+        if module is not None and getattr(module, 'get_installed_path', None) is stock:
+            module.get_installed_path = get_installed_path
+    return True
+
+
 FIXES = (allow_mmengine_checkpoints, allow_cpu_distributed, route_deformable_attention, allow_cpu_bf16_amp,
-         weight_ignored_pixels)
+         weight_ignored_pixels, locate_editable_installs)
 
 
 def apply() -> None:

@@ -13,6 +13,8 @@ from mmengine.config import Config, ConfigDict, DictAction
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
+from .config_names import config_file
+
 
 def add_common_args(parser: argparse.ArgumentParser) -> None:
     """--work-dir, --cfg-options, --launcher and torch.distributed's --local-rank."""
@@ -25,10 +27,10 @@ def add_common_args(parser: argparse.ArgumentParser) -> None:
 
 
 def load_config(args: argparse.Namespace) -> Config:
-    """The config of ``args.config`` with the common options applied; the work dir defaults to
-    ./work_dirs/<config name>."""
+    """The config of ``args.config`` (a path or a name such as ``'mmpe::dino/<config>.py'``) with the
+    common options applied; the work dir defaults to ./work_dirs/<config name>."""
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
-    cfg = Config.fromfile(args.config)
+    cfg = Config.fromfile(config_file(args.config))
     cfg.launcher = args.launcher
     if args.cfg_options is not None:
         cfg.merge_from_dict(args.cfg_options)

@@ -22,8 +22,10 @@ def _with_prefix(pos: torch.Tensor, num_prefix_tokens: int, prefix_pos: Optional
 
 
 def resize_pos_table(table: torch.Tensor, src_hw: HW, dst_hw: HW) -> torch.Tensor:
-    """Bicubic (align_corners=False) resize of a (1, Hs*Ws, C) table to (1, Hd*Wd, C)."""
-    if tuple(src_hw) == tuple(dst_hw):
+    """Bicubic (align_corners=False) resize of a (1, Hs*Ws, C) table to (1, Hd*Wd, C). Eager returns the
+    table itself at its own grid; torch.compile and torch.export always resize (the identity there), so
+    one graph serves every size."""
+    if not torch.compiler.is_compiling() and tuple(src_hw) == tuple(dst_hw):
         return table
     grid = table.reshape(1, src_hw[0], src_hw[1], -1).permute(0, 3, 1, 2)
     grid = F.interpolate(grid.float(), size=tuple(dst_hw), mode='bicubic', align_corners=False)

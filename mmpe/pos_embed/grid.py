@@ -14,8 +14,10 @@ HW = Tuple[int, int]
 
 @table_cache(maxsize=64)
 def _grid_coords(height: int, width: int, device: torch.device) -> Tuple[torch.Tensor, torch.Tensor]:
-    n = torch.arange(height * width, device=device)
-    return (n % width).float(), torch.div(n, width, rounding_mode='floor').float()
+    # broadcast rows and columns (no % or // by the width: ONNX export takes no tensor % a traced size)
+    x = torch.arange(width, device=device, dtype=torch.float32).expand(height, width)
+    y = torch.arange(height, device=device, dtype=torch.float32)[:, None].expand(height, width)
+    return x.reshape(-1), y.reshape(-1)
 
 
 def padding_to_multiple(size: int, multiple: int) -> int:

@@ -100,7 +100,7 @@ def normalizing_sizes(hw: HW, normalize_coords: str) -> HW:
     if normalize_coords == 'separate':
         return hw
     if normalize_coords in ('min', 'max'):
-        n = min(hw) if normalize_coords == 'min' else max(hw)
+        n = torch.sym_min(*hw) if normalize_coords == 'min' else torch.sym_max(*hw)  # no guard on traced sizes
         return n, n
     raise ValueError(f'normalize_coords must be one of {", ".join(map(repr, NORMALIZE_COORDS))}, '
                      f'got {normalize_coords!r}')
@@ -160,6 +160,8 @@ def _affine_key(affine: Affine) -> tuple:
     random draw as it is (a ``OneOffKey``, never cached)."""
     if isinstance(affine, OneOffKey):
         return (affine,)
+    if torch.compiler.is_compiling():  # no cache; under torch.export the values may be symbolic (no float())
+        return (tuple(affine),)
     affine = tuple(float(v) for v in affine)
     return () if affine == IDENTITY else (affine,)
 
@@ -170,7 +172,7 @@ def rope_coords(hw: HW, num_prefix_tokens: int, device: torch.device, affine: Af
     then column and row of each patch of the row-major grid, transformed by ``affine``
     (a_x x + b_x, a_y y + b_y, computed in float64)."""
     x, y = grid_coords(hw, device)
-    if tuple(affine) != IDENTITY:
+    if torch.compiler.is_compiling() or tuple(affine) != IDENTITY:  # traced: no branch on a symbolic transform
         a_x, b_x, a_y, b_y = affine
         x, y = (x.double() * a_x + b_x).float(), (y.double() * a_y + b_y).float()
     return nn.functional.pad(torch.stack([x, y]), (num_prefix_tokens, 0))
