@@ -13,5 +13,4 @@ config_names.register()  # 'mmpe::<folder>/<config>.py' names (mmpe/engine/confi
 from . import models, pos_embed  # noqa: F401,E402
 from .converters import checkpoint  # noqa: F401,E402  (registers hf:// and timm:// with mmengine's CheckpointLoader)
 from .engine import hooks, optimizers  # noqa: F401,E402  (register RandomStateHook, PELayerDecayOptimizerConstructor)
-
 from .version import __version__  # noqa: F401,E402

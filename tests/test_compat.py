@@ -155,7 +155,7 @@ def mmpe_is_editable() -> bool:
 def test_fixes_in_effect_on_a_cpu_machine():
     """Here (torch 2.14, mmengine 0.10.7, an mmcv with CPU ops, no GPU) every fix but the deformable
     attention routing (mmcv takes its CUDA branch only when torch sees a GPU) has a defect to fix,
-    and mmpe's editable install (tools/setup_env.sh) the one of mmengine's get_installed_path.
+    and mmpe's editable install (tools/setup_env.sh) the one of mmengine's get_installed_path."""
     expected = ['allow_mmengine_checkpoints', 'allow_cpu_distributed', 'allow_cpu_bf16_amp', 'weight_ignored_pixels']
     expected += ['locate_editable_installs'] if mmpe_is_editable() else []
     assert compat.APPLIED == expected
@@ -171,6 +171,7 @@ def test_installed_path_of_an_editable_install():
     import mmdet
     from mmengine.config import config as mmengine_config
     from mmengine.utils import get_installed_path
+
     import mmpe
     assert get_installed_path('mmpe') == mmengine_config.get_installed_path('mmpe') == str(Path(mmpe.__file__).parent)
     assert get_installed_path('mmdet') == str(Path(mmdet.__file__).parent)
@@ -200,7 +201,8 @@ def test_no_fix_where_its_defect_is_absent():
         from mmengine.utils import package_utils
         stock_installed_path = package_utils.get_installed_path
         package_utils.get_installed_path = lambda package: (  # a regular (not editable) install of mmpe
-            os.path.dirname(importlib.util.find_spec(package).origin) if package == 'mmpe' else stock_installed_path(package))
+            os.path.dirname(importlib.util.find_spec(package).origin) if package == 'mmpe'
+            else stock_installed_path(package))
         def state():
             return (dist_utils._init_dist_pytorch, MMDistributedDataParallel.__init__, AmpOptimWrapper.__init__,
                     HistoryBuffer.__getstate__, msda.MultiScaleDeformableAttnFunction, cross_entropy_loss.cross_entropy,

@@ -39,7 +39,7 @@ NOT_RUN = re.compile(r'<!--\s*not run:\s*(\S.*?)\s*-->$')
 # A command: optional VAR=value assignments, then one of the programs the docs run or a variable that a
 # shell block of the same page defines (docs/reproduce.md: `$STUDY CONFIG --seeds 0 1 2`).
 COMMAND = re.compile(r'^\s*(\w+=\S*\s+)*(python3?|bash|sh|\.venv/bin/python|pip|torchrun|srun|\$[A-Z_]+)\s')
-RECORDED = ('python', 'python3', 'bash', 'sh')  # the programs the dry evaluation records instead of running
+RECORDED = ('python', 'python3', 'bash', 'sh', 'pip')  # the programs the dry evaluation records instead of running
 RECORDER = '#!/bin/bash\n{ printf "%s\\0" "$0" "$@"; printf "\\1\\0"; } >> "$DOCS_CALLS"\n'
 
 
@@ -214,7 +214,7 @@ def call_problems(call: List[str]) -> List[str]:
     program, args = Path(call[0]).name, as_given(call[1:])
     problems = [f'{word}: no such file' for word in args if word.startswith(('tools/', 'configs/'))
                 and not (ROOT / word).exists()]
-    if not args or args[0] == '-c':
+    if not args or args[0] == '-c' or program == 'pip':  # pip: its own options, nothing of the repository's
         return problems
     if program.startswith('python') and args[0] == '-m':
         return problems + ([] if importlib.util.find_spec(args[1]) else [f'python -m {args[1]}: no such module'])

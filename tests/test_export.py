@@ -108,7 +108,8 @@ def test_export_tool(tmp_path):
     """The demo's Swin (window 7): traced and checked at sizes where every stage has at least two windows
     per side (docs/user_guides/export.md), at a smaller one the program's guard stops it."""
     out = tmp_path / 'backbone.pt2'
-    proc = subprocess.run([sys.executable, 'tools/deployment/export.py', 'mmpe::demo/upernet_swin-rope-mixed_synthetic.py',
+    proc = subprocess.run([sys.executable, 'tools/deployment/export.py',
+                           'mmpe::demo/upernet_swin-rope-mixed_synthetic.py',
                            '--backbone', '--format', 'torch', '--shape', '256', '320', '--out', str(out),
                            '--check', '288', '352'], cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
