@@ -145,7 +145,8 @@ def test_preset_rejects_configs_of_its_own(tmp_path, monkeypatch, capsys):
                                          'do not give CONFIG, --pretrain'):
         dry_run(monkeypatch, capsys, tmp_path, 'configs/study/transfer_fcn1x1_vit-tiny_layout144.py', '--preset',
                 'transfer', '--pretrain', 'configs/study/pretrain_vit-tiny_layout48.py')
-    with pytest.raises(ValueError, match=r'give CONFIG \[CONFIG ...\] or --preset \(one of: transfer\)'):
+    with pytest.raises(ValueError,
+                       match=r'give CONFIG \[CONFIG ...\] or --preset \(one of: transfer, transfer-ms\)'):
         dry_run(monkeypatch, capsys, tmp_path)
 
 

@@ -87,13 +87,14 @@ def fill_table(table: str, attrs: Dict[str, str], runs_by_config: Dict[str, List
 
 def fill_reproduce(path: str, runs: List[Dict]) -> int:
     """Fill the 'mmpe' cells of every ``<!-- mmpe:reproduce ... -->`` table of the markdown file
-    ``path`` in place from ``runs`` (``mmpe.analysis.results.load_runs``); returns how many rows matched
-    a run."""
+    ``path`` in place from ``runs`` (``mmpe.analysis.results.load_runs``; their ``multires/`` evaluations,
+    evaluation variants left out); returns how many rows matched a run."""
     with open(path) as f:
         text = f.read()
     runs_by_config = {}
     for run in runs:
-        runs_by_config.setdefault(run_config_name(run), []).append(run)
+        if osp.basename(run['eval_dir']) == MULTIRES:
+            runs_by_config.setdefault(run_config_name(run), []).append(run)
     matched = 0
 
     def fill(match) -> str:

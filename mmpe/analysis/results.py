@@ -44,7 +44,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 from ..pos_embed import ENCODING_PRESETS
 from .report import fmt, pyplot, slug, write_table
 from .stats import Summary, paired_difference, summarize
-from .study import MULTIRES, TTA, find_runs, read_csv, train_speed
+from .study import MULTIRES, TTA, find_runs, read_csv, run_evaluations, train_speed
 
 CI = '95% CI'  # the column of summarize()'s interval (its default confidence 0.95)
 DEFAULT_REFERENCES = {'PEVisionTransformer': 'ape', 'PESwinTransformer': 'rpb'}  # backbone type -> encoding
@@ -62,23 +62,27 @@ def encoding_order(name: str):
 
 
 def load_runs(work_dirs: Sequence[str]) -> List[Dict]:
-    """Every evaluated run at or below ``work_dirs``: run.json's labels (``task`` '' when absent), ``dir``,
-    ``rows`` {scale: multires.csv row} and the training speed (``train_speed``)."""
+    """Every evaluation of every evaluated run at or below ``work_dirs`` (``run_evaluations``: its
+    ``multires/`` and those of its evaluation variants, each labelled by its own run.json): run.json's labels
+    (``task`` '' when absent), ``dir`` (the run), ``eval_dir``, ``rows`` {scale: multires.csv row} and the
+    training speed (``train_speed``)."""
     runs = []
     for run_dir in find_runs(work_dirs):
-        with open(osp.join(run_dir, MULTIRES, 'run.json')) as f:
-            info = json.load(f)
-        rows = {row['scale']: row for row in read_csv(osp.join(run_dir, MULTIRES, 'multires.csv'))}
-        runs.append(dict(info, task=info.get('task') or '', dir=run_dir, rows=rows, **train_speed(run_dir)))
+        for eval_dir in run_evaluations(run_dir):
+            with open(osp.join(eval_dir, 'run.json')) as f:
+                info = json.load(f)
+            rows = {row['scale']: row for row in read_csv(osp.join(eval_dir, 'multires.csv'))}
+            runs.append(dict(info, task=info.get('task') or '', dir=run_dir, eval_dir=eval_dir, rows=rows,
+                             **train_speed(run_dir)))
     if not runs:
         raise ValueError(f'no evaluated runs (*/{MULTIRES}/multires.csv) under {work_dirs}: run eval_multires.py first')
     return runs
 
 
 def evaluated_config(run: Dict):
-    """The config eval_multires.py evaluated at scale 1 (``multires/config.py``)."""
+    """The config eval_multires.py evaluated at scale 1 (``config.py`` of the evaluation directory)."""
     from mmengine.config import Config
-    return Config.fromfile(osp.join(run['dir'], MULTIRES, 'config.py'))
+    return Config.fromfile(osp.join(run['eval_dir'], 'config.py'))
 
 
 def complexity(cfg, size) -> Dict:

@@ -147,6 +147,14 @@ def find_runs(paths: Sequence[str]) -> List[str]:
     return sorted(runs)
 
 
+def run_evaluations(run_dir: str) -> List[str]:
+    """The evaluation directories of a run: ``multires/``, then the ``multires_<variant>/`` of its evaluation
+    variants (``mmpe.analysis.transfer.EvalVariant``) that hold a ``multires.csv``, sorted."""
+    variants = sorted(d for d in os.listdir(run_dir) if d.startswith(MULTIRES + '_')
+                      and osp.isfile(osp.join(run_dir, d, 'multires.csv')))
+    return [osp.join(run_dir, d) for d in [MULTIRES, *variants]]
+
+
 def read_csv(path: str) -> List[Dict]:
     """Rows of a CSV written by ``write_table``; numbers as floats, empty cells as NaN."""
     with open(path, newline='') as f:

@@ -57,12 +57,12 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from .launchers import Launcher, RunLock, base_port, local_checkpoint
 from .report import slug
 from .study import MULTIRES, find_runs, parse_encoding
-from .transfer import PRESETS, Preset, StudyGroup
+from .transfer import PRESETS, EvalVariant, Preset, StudyGroup
 
 TOOLS = osp.join(osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))), 'tools')  # the repository's
 TRAIN = ('train.py', )
@@ -114,6 +114,15 @@ def run_config(base: str, *, pos_embed, name, seed: int, quick: bool, pretrained
     return '\n'.join(lines) + '\n'
 
 
+def variant_config(run: 'Run', variant: EvalVariant) -> str:
+    """Text of ``run``'s config for ``variant``: inherits the run's config.py, merges ``variant.cfg`` and labels
+    the encoding '<encoding> +<variant>'."""
+    lines = ["_base_ = './config.py'", '']
+    lines += [f'{key} = {value!r}' for key, value in variant.cfg.items()]
+    lines.append(f"study = dict(encoding={f'{run.name} +{variant.name}'!r})")
+    return '\n'.join(lines) + '\n'
+
+
 @dataclass
 class Run:
     """One (config, encoding, seed) of the study; ``index`` is its place in the study's order. A
@@ -126,6 +135,7 @@ class Run:
     dir: str
     pretrain: Optional['Run'] = None
     evaluate: bool = True
+    variants: Tuple[EvalVariant, ...] = ()  # more evaluations after the first
 
     @property
     def label(self) -> str:
@@ -143,9 +153,23 @@ class Run:
     def has(self, name: str) -> bool:
         return osp.isfile(osp.join(self.dir, name))
 
+    @staticmethod
+    def eval_dir(variant: Optional[EvalVariant]) -> str:
+        """The folder (in the run directory) of the evaluation at the study's scales (None) or of ``variant``."""
+        return MULTIRES if variant is None else f'{MULTIRES}_{slug(variant.name)}'
+
+    def eval_config(self, variant: Optional[EvalVariant]) -> str:
+        """The config evaluated: the run's, or for ``variant`` its ``config_<name>.py`` (``variant_config``)."""
+        return self.config_file if variant is None else osp.join(self.dir, f'config_{slug(variant.name)}.py')
+
+    @property
+    def pending_evaluations(self) -> List[Optional[EvalVariant]]:
+        """The evaluations without their multires.csv: None for the one at the study's scales, then variants."""
+        return [v for v in (None, *self.variants) if not self.has(osp.join(self.eval_dir(v), 'multires.csv'))]
+
     @property
     def evaluated(self) -> bool:
-        return self.has(osp.join(MULTIRES, 'multires.csv'))
+        return not self.pending_evaluations
 
     @property
     def done(self) -> bool:
@@ -160,12 +184,14 @@ class Run:
 def study_runs(groups: Sequence[StudyGroup], seeds: Sequence[int], work_dir: str) -> List[Run]:
     """Every run, seed outermost: a study cut short has every encoding at its first seeds. Per seed and
     group, the pretraining runs (``WORK_DIR/pretrain/<config>/<encoding>/seed<k>``) come first."""
-    runs = []
+    runs, by_dir = [], {}
 
     def add(config, name, pos_embed, seed, root, **kwargs) -> Run:
         run_dir = osp.join(root, osp.splitext(osp.basename(config))[0], slug(name or 'config'), f'seed{seed}')
-        runs.append(Run(len(runs), config, name, pos_embed, seed, run_dir, **kwargs))
-        return runs[-1]
+        if run_dir not in by_dir:  # a pretraining that several groups share is one run
+            runs.append(Run(len(runs), config, name, pos_embed, seed, run_dir, **kwargs))
+            by_dir[run_dir] = runs[-1]
+        return by_dir[run_dir]
 
     encodings = [[parse_encoding(e) for e in group.encodings] or [(None, None)] for group in groups]
     for seed in seeds:
@@ -175,7 +201,8 @@ def study_runs(groups: Sequence[StudyGroup], seeds: Sequence[int], work_dir: str
                           for name, pos_embed in group_encodings} if group.pretrain else {}
             for config in group.configs:
                 for name, pos_embed in group_encodings:
-                    add(config, name, pos_embed, seed, work_dir, pretrain=pretrained.get(name))
+                    add(config, name, pos_embed, seed, work_dir, pretrain=pretrained.get(name),
+                        variants=tuple(v for v in group.variants if name in v.encodings))
     return runs
 
 
@@ -231,11 +258,13 @@ class Study:
         return self.launcher.command(tool_path(TRAIN), [run.config_file, '--work-dir', run.dir, *resume], run.job_name,
                                      self.first_port + run.index)
 
-    def eval_command(self, run: Run, checkpoint: str):
-        """(env, argv) of evaluating ``run``'s ``checkpoint`` at every scale."""
-        args = [run.config_file, checkpoint, '--work-dir', run.dir, '--scales', *(f'{s:g}' for s in self.scales)]
-        if self.settings.tta:
-            args.append('--tta')
+    def eval_command(self, run: Run, checkpoint: str, variant: Optional[EvalVariant] = None):
+        """(env, argv) of evaluating ``run``'s ``checkpoint`` at every scale, or as ``variant`` says."""
+        args = [run.eval_config(variant), checkpoint, '--work-dir', run.dir]
+        if variant is None:
+            args += ['--scales', *(f'{s:g}' for s in self.scales)] + (['--tta'] if self.settings.tta else [])
+        else:
+            args += ['--scales', *(f'{s:g}' for s in variant.scales), '--out', osp.join(run.dir, run.eval_dir(variant))]
         return self.launcher.command(tool_path(EVAL), args, run.job_name, self.first_port + run.index)
 
     # ------------------------------------------------------------------------- dry run
@@ -261,7 +290,8 @@ class Study:
             if not run.evaluate:
                 return lines
             checkpoint = ShellWord(f'"$(cat {shlex.quote(osp.join(run.dir, "last_checkpoint"))})"')
-        return lines + [self.show(self.eval_command(run, checkpoint), tool_path(EVAL))]
+        return lines + [self.show(self.eval_command(run, checkpoint, v), tool_path(EVAL))
+                        for v in run.pending_evaluations]
 
     @staticmethod
     def pretrained_state(pretrain: Run) -> str:
@@ -347,8 +377,17 @@ class Study:
                 return f'{run.label}: training finished without a checkpoint ({run.dir}/last_checkpoint missing)'
             if not run.evaluate:
                 return None
-            return self.step(run, f'evaluate {osp.basename(checkpoint)} at scales {list(self.scales)}',
-                             self.eval_command(run, checkpoint))
+            for variant in run.pending_evaluations:
+                if variant is not None:
+                    with open(run.eval_config(variant), 'w') as f:
+                        f.write(variant_config(run, variant))
+                scales = list(self.scales if variant is None else variant.scales)
+                what = f'evaluate {osp.basename(checkpoint)} at scales {scales}'
+                failure = self.step(run, what if variant is None else f'{what} +{variant.name}',
+                                    self.eval_command(run, checkpoint, variant))
+                if failure:
+                    return failure
+            return None
         except FileNotFoundError as e:
             return f'{run.label}: {e}'
         finally:

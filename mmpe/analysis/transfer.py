@@ -9,6 +9,15 @@ checkpoint goes in through ``model.backbone.init_cfg`` like ImageNet weights) fo
 fine-tuned model at 0.5-2x of 144 px. Every seed is a different pretraining and fine-tuning. Sized
 for about 3 hours of a 2-core CPU machine, 2 runs at a time with one thread each (the measured
 per-step times are in docs/results.md, "Transfer study: protocol and budget").
+
+'transfer-ms' is issue 32's: the same pretraining, then fine-tuning as users train, with the random resize
+and crop of mmseg's ADE20k pipeline (segmentation) and of mmdet's DINO pipeline (detection)
+(configs/study/transfer-ms_*.py); DINOv3's own RoPE (centred coordinates with its rescale augmentation) as
+a ViT encoding; the test-time resolution options of index-trained RoPE (``pos_embed.scaling``, evaluation
+variants at 1.5x and 2x); and the Swin investigation, under both protocols: PESwinTransformer with
+``mask_padding=True``, and mmdet's own SwinTransformer through the same pretraining, fine-tuning and
+evaluation (single size). Its data sets are those of 'transfer' plus a detection set with 100 validation
+images (the first 20 are 'transfer''s).
 """
 from dataclasses import dataclass, field
 from typing import Dict, Optional, Sequence, Tuple
@@ -20,13 +29,28 @@ SWIN_STUDY_ENCODINGS = ('rpb', 'rope_axial', 'rope_mixed', 'loope', 'none')
 
 
 @dataclass(frozen=True)
+class EvalVariant:
+    """One more evaluation of each trained run whose encoding is one of ``encodings`` (their names, as
+    ``parse_encoding`` gives them): eval_multires.py at ``scales`` of the run's config with ``cfg`` merged in
+    (a setting a trained model switches at test time, e.g. ``model.backbone.pos_embed.scaling``), written as
+    ``RUN/config_<name>.py`` and evaluated into ``RUN/multires_<name>/``, tabulated as the encoding
+    '<encoding> +<name>'."""
+    name: str
+    encodings: Tuple[str, ...]
+    cfg: dict = field(hash=False)
+    scales: Tuple[float, ...] = ()
+
+
+@dataclass(frozen=True)
 class StudyGroup:
     """``configs`` (of one backbone) each run with every encoding (specs of
     ``mmpe.analysis.study.parse_encoding``; none: the configs as they are), each (encoding, seed)
-    fine-tuning the checkpoint of its run of the ``pretrain`` config, if given."""
+    fine-tuning the checkpoint of its run of the ``pretrain`` config, if given; ``variants``: more
+    evaluations of the trained runs (``EvalVariant``)."""
     pretrain: Optional[str]
     configs: Sequence[str]
     encodings: Sequence[str]
+    variants: Tuple[EvalVariant, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -73,4 +97,42 @@ TRANSFER = Preset(
     max_jobs=2,
     env={'OMP_NUM_THREADS': '1'},
 )
-PRESETS = {'transfer': TRANSFER}
+# issue 32 (module docstring): the test-time options of the ViT's index-trained RoPE, on the 18 x 18 patch grid of
+# 144 px fine-tuning (multi-scale fine-tuning crops 144 px too)
+MS_VARIANTS = tuple(
+    EvalVariant(kind, encodings, dict(model=dict(backbone=dict(pos_embed=dict(scaling=dict(type=kind,
+                                                                                        train_grid=(18, 18)))))),
+                (1.5, 2.0))
+    for kind, encodings in (('linear', ('rope_axial', 'rope_mixed')), ('ntk', ('rope_axial', )),
+                            ('yarn', ('rope_axial', 'rope_mixed'))))
+VIT_MS_ENCODINGS = ('ape', 'rope_axial', 'rope_mixed',
+                    "rope_mixed interpolate={'type': 'rope_mixed', 'coords': 'interpolate'}",
+                    "rope_dinov3 rescale2={'type': 'rope_axial', 'theta': 100.0, 'coords': 'centered', "
+                    "'pairing': 'half', 'axes': 'yx', 'coord_aug': {'rescale': 2.0}}")
+VIT_DINO_ENCODINGS = VIT_MS_ENCODINGS[:4]
+SWIN_MS_ENCODINGS = ('rpb', 'rope_axial', 'rope_mixed')
+SWIN_PADDING_ENCODINGS = ('rpb', 'rope_axial')
+PRETRAIN_VIT, PRETRAIN_SWIN = STUDY + 'pretrain_vit-tiny_layout48.py', STUDY + 'pretrain_swin-tiny_layout48.py'
+TRANSFER_MS = Preset(
+    groups=(
+        StudyGroup(PRETRAIN_VIT, tuple(STUDY + f'transfer-ms_{t}_vit-tiny_layout144.py' for t in ('upernet', 'fcn1x1')),
+                   VIT_MS_ENCODINGS, MS_VARIANTS),
+        StudyGroup(PRETRAIN_VIT, (STUDY + 'transfer-ms_dino_vit-tiny_layout144.py', ), VIT_DINO_ENCODINGS),
+        StudyGroup(PRETRAIN_SWIN, tuple(STUDY + f'transfer-ms_{t}_swin-tiny_layout144.py'
+                                        for t in ('upernet', 'fcn1x1', 'dino')), SWIN_MS_ENCODINGS),
+        # the Swin investigation (UperNet, where the single-size collapse was probed): padding masked under both
+        # protocols, the unmasked single-size runs to compare with, and mmdet's SwinTransformer
+        StudyGroup(PRETRAIN_SWIN, (STUDY + 'transfer-ms_upernet_swin-tiny-maskpad_layout144.py',
+                                   STUDY + 'transfer_upernet_swin-tiny-maskpad_layout144.py',
+                                   STUDY + 'transfer_upernet_swin-tiny_layout144.py'), SWIN_PADDING_ENCODINGS),
+        StudyGroup(STUDY + 'pretrain_mmdet-swin-tiny_layout48.py',
+                   (STUDY + 'transfer_upernet_mmdet-swin-tiny_layout144.py', ), ()),
+    ),
+    seeds=(0, 1, 2, 3, 4),
+    scales=(0.5, 0.75, 1.0, 1.5, 2.0),
+    data=TRANSFER.data[:2] + (
+        SyntheticSet('finetune144-det-val100', 'MMPE_TRANSFER_DET', 'det', 144, num_train=200, num_val=100, seed=1),),
+    max_jobs=2,
+    env={'OMP_NUM_THREADS': '1'},
+)
+PRESETS = {'transfer': TRANSFER, 'transfer-ms': TRANSFER_MS}
