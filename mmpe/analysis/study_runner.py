@@ -136,6 +136,7 @@ class Run:
     pretrain: Optional['Run'] = None
     evaluate: bool = True
     variants: Tuple[EvalVariant, ...] = ()  # more evaluations after the first
+    scales: Tuple[float, ...] = ()  # test scales, if not the study's
 
     @property
     def label(self) -> str:
@@ -202,7 +203,7 @@ def study_runs(groups: Sequence[StudyGroup], seeds: Sequence[int], work_dir: str
             for config in group.configs:
                 for name, pos_embed in group_encodings:
                     add(config, name, pos_embed, seed, work_dir, pretrain=pretrained.get(name),
-                        variants=tuple(v for v in group.variants if name in v.encodings))
+                        variants=tuple(v for v in group.variants if name in v.encodings), scales=group.scales)
     return runs
 
 
@@ -262,7 +263,8 @@ class Study:
         """(env, argv) of evaluating ``run``'s ``checkpoint`` at every scale, or as ``variant`` says."""
         args = [run.eval_config(variant), checkpoint, '--work-dir', run.dir]
         if variant is None:
-            args += ['--scales', *(f'{s:g}' for s in self.scales)] + (['--tta'] if self.settings.tta else [])
+            args += ['--scales', *(f'{s:g}' for s in run.scales or self.scales)]
+            args += ['--tta'] if self.settings.tta else []
         else:
             args += ['--scales', *(f'{s:g}' for s in variant.scales), '--out', osp.join(run.dir, run.eval_dir(variant))]
         return self.launcher.command(tool_path(EVAL), args, run.job_name, self.first_port + run.index)
@@ -381,7 +383,7 @@ class Study:
                 if variant is not None:
                     with open(run.eval_config(variant), 'w') as f:
                         f.write(variant_config(run, variant))
-                scales = list(self.scales if variant is None else variant.scales)
+                scales = list(run.scales or self.scales if variant is None else variant.scales)
                 what = f'evaluate {osp.basename(checkpoint)} at scales {scales}'
                 failure = self.step(run, what if variant is None else f'{what} +{variant.name}',
                                     self.eval_command(run, checkpoint, variant))

@@ -46,11 +46,13 @@ class StudyGroup:
     """``configs`` (of one backbone) each run with every encoding (specs of
     ``mmpe.analysis.study.parse_encoding``; none: the configs as they are), each (encoding, seed)
     fine-tuning the checkpoint of its run of the ``pretrain`` config, if given; ``variants``: more
-    evaluations of the trained runs (``EvalVariant``)."""
+    evaluations of the trained runs (``EvalVariant``); ``scales``: the group's own test scales (the study's
+    ``--scales`` do not change them), if not the study's."""
     pretrain: Optional[str]
     configs: Sequence[str]
     encodings: Sequence[str]
     variants: Tuple[EvalVariant, ...] = ()
+    scales: Tuple[float, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -112,14 +114,18 @@ VIT_MS_ENCODINGS = ('ape', 'rope_axial', 'rope_mixed',
 VIT_DINO_ENCODINGS = VIT_MS_ENCODINGS[:4]
 SWIN_MS_ENCODINGS = ('rpb', 'rope_axial', 'rope_mixed')
 SWIN_PADDING_ENCODINGS = ('rpb', 'rope_axial')
+DINO_SCALES = (0.5, 1.0, 2.0)  # a DINO evaluation of 100 images at 1.5x costs about as much as its training
 PRETRAIN_VIT, PRETRAIN_SWIN = STUDY + 'pretrain_vit-tiny_layout48.py', STUDY + 'pretrain_swin-tiny_layout48.py'
 TRANSFER_MS = Preset(
     groups=(
         StudyGroup(PRETRAIN_VIT, tuple(STUDY + f'transfer-ms_{t}_vit-tiny_layout144.py' for t in ('upernet', 'fcn1x1')),
                    VIT_MS_ENCODINGS, MS_VARIANTS),
-        StudyGroup(PRETRAIN_VIT, (STUDY + 'transfer-ms_dino_vit-tiny_layout144.py', ), VIT_DINO_ENCODINGS),
+        StudyGroup(PRETRAIN_VIT, (STUDY + 'transfer-ms_dino_vit-tiny_layout144.py', ), VIT_DINO_ENCODINGS,
+                   scales=DINO_SCALES),
         StudyGroup(PRETRAIN_SWIN, tuple(STUDY + f'transfer-ms_{t}_swin-tiny_layout144.py'
-                                        for t in ('upernet', 'fcn1x1', 'dino')), SWIN_MS_ENCODINGS),
+                                        for t in ('upernet', 'fcn1x1')), SWIN_MS_ENCODINGS),
+        StudyGroup(PRETRAIN_SWIN, (STUDY + 'transfer-ms_dino_swin-tiny_layout144.py', ), SWIN_MS_ENCODINGS,
+                   scales=DINO_SCALES),
         # the Swin investigation (UperNet, where the single-size collapse was probed): padding masked under both
         # protocols, the unmasked single-size runs to compare with, and mmdet's SwinTransformer
         StudyGroup(PRETRAIN_SWIN, (STUDY + 'transfer-ms_upernet_swin-tiny-maskpad_layout144.py',
