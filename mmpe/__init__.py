@@ -9,7 +9,8 @@ from .engine import compat
 compat.apply()
 
 from . import models, pos_embed  # noqa: F401,E402
-from .engine import hooks, optimizers  # noqa: F401,E402  (register RandomStateHook, PELayerDecayOptimizerConstructor)
+# register AtomicCheckpointHook, RandomStateHook, PELayerDecayOptimizerConstructor
+from .engine import checkpoints, hooks, optimizers  # noqa: F401,E402
 from .converters import checkpoint  # noqa: F401,E402  (registers hf:// and timm:// with mmengine's CheckpointLoader)
 
 __version__ = '0.1.0'

@@ -30,6 +30,7 @@ def main():
     elif args.resume is not None:
         cfg.resume, cfg.load_from = True, args.resume
     preflight.run(cfg, args.config, 'train')  # missing data or weights: one message, exit code 2
+    preflight.resume(cfg, args.config)  # no complete checkpoint to resume: one message, exit code 2
     build_runner(cfg).train()
 
 

@@ -1,6 +1,7 @@
-"""What tools/train.py and tools/test.py share: their common options, the config they load and
-the mmengine Runner they build (mmdet or mmseg, as the config's ``default_scope`` says); the
-test-time augmentation of tools/test.py and eval_multires.py."""
+"""What tools/train.py and tools/test.py share: their common options, the config they load (with
+``AtomicCheckpointHook`` for mmengine's checkpoint hook) and the mmengine Runner they build (mmdet
+or mmseg, as the config's ``default_scope`` says); the test-time augmentation of tools/test.py and
+eval_multires.py."""
 import argparse
 import atexit
 import copy
@@ -10,6 +11,7 @@ import os.path as osp
 
 import torch
 from mmengine.config import Config, ConfigDict, DictAction
+from mmengine.hooks import CheckpointHook
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
@@ -36,7 +38,18 @@ def load_config(args: argparse.Namespace) -> Config:
         cfg.work_dir = args.work_dir
     elif cfg.get('work_dir') is None:
         cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
+    use_atomic_checkpoints(cfg)
     return cfg
+
+
+def use_atomic_checkpoints(cfg: Config) -> None:
+    """Replace mmengine's ``CheckpointHook`` in ``cfg.default_hooks`` (mmengine's default when the config
+    names none) by ``AtomicCheckpointHook`` (``mmpe.engine.checkpoints``: same arguments, files complete
+    after a kill); a config's own checkpoint hook class, or ``checkpoint=None``, is kept."""
+    hooks = cfg.setdefault('default_hooks', ConfigDict())
+    hook = hooks.setdefault('checkpoint', ConfigDict(type='CheckpointHook', interval=1))  # as mmengine's Runner
+    if hook is not None and hook.get('type') in ('CheckpointHook', CheckpointHook):
+        hook['type'] = 'AtomicCheckpointHook'
 
 
 def release_process_group() -> None:
