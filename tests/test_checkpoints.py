@@ -106,16 +106,14 @@ def test_resume_refuses_an_empty_or_dangling_last_checkpoint(work_dir):
         resume_checkpoint(str(work_dir))
     assert str(err.value) == (
         f'cannot resume: {work_dir}/last_checkpoint is empty (its write was interrupted); the newest complete '
-        f'checkpoint next to it is {work_dir}/iter_4.pth: resume from it with --resume {work_dir}/iter_4.pth, '
-        f'or delete {work_dir}/last_checkpoint to train the run from the start')
-    pointer(work_dir, f'{work_dir}/iter_6.pth')
+        f'checkpoint next to it is {work_dir}/iter_4.pth: resume from it with --resume {work_dir}/iter_4.pth')
+    pointer(work_dir, '/elsewhere/iter_6.pth')
     with pytest.raises(ResumeError) as err:
         resume_checkpoint(str(work_dir))
     assert str(err.value) == (
-        f'cannot resume: {work_dir}/last_checkpoint names checkpoint {work_dir}/iter_6.pth, which exists neither '
-        f'there nor as {work_dir}/iter_6.pth; the newest complete checkpoint next to it is {work_dir}/iter_4.pth: '
-        f'resume from it with --resume {work_dir}/iter_4.pth, or restore that file, or delete '
-        f'{work_dir}/last_checkpoint to train the run from the start')
+        f'cannot resume: {work_dir}/last_checkpoint names checkpoint /elsewhere/iter_6.pth, which exists neither '
+        f'there nor as {work_dir}/iter_6.pth (restore it, or resume from another); the newest complete checkpoint '
+        f'next to it is {work_dir}/iter_4.pth: resume from it with --resume {work_dir}/iter_4.pth')
 
 
 def test_resume_refuses_a_truncated_checkpoint(work_dir):
@@ -133,18 +131,18 @@ def test_resume_refuses_a_truncated_checkpoint(work_dir):
         resume_checkpoint(str(work_dir), f'{work_dir}/iter_6.pth')  # --resume PATH
     for name in ('iter_2.pth', 'iter_4.pth'):
         os.remove(work_dir / name)
-    with pytest.raises(ResumeError, match=f'; there is no complete checkpoint in {work_dir}$'):
+    with pytest.raises(ResumeError, match=f'; there is no complete checkpoint in {work_dir}: delete '
+                                          f'{work_dir}/last_checkpoint to train the run from the start$'):
         resume_checkpoint(str(work_dir))
+    os.remove(work_dir / 'last_checkpoint')
+    assert resume_checkpoint(str(work_dir)) is None  # then a fresh start
 
 
-def test_resume_refuses_checkpoints_without_last_checkpoint(work_dir):
-    """mmengine would start from scratch here (and overwrite the checkpoints)."""
-    with pytest.raises(ResumeError) as err:
-        resume_checkpoint(str(work_dir))
-    assert str(err.value) == (
-        f'cannot resume: {work_dir} holds checkpoints but no last_checkpoint naming the one to resume; the most '
-        f'recently modified complete one is {work_dir}/iter_4.pth: resume from it with --resume '
-        f'{work_dir}/iter_4.pth, or train in another work dir')
+def test_resume_without_last_checkpoint_takes_the_newest_complete_one(work_dir):
+    """A kill between the first checkpoint and its last_checkpoint; mmengine would start from scratch."""
+    with open(work_dir / 'iter_6.pth', 'wb') as f:
+        f.write(b'truncated')
+    assert resume_checkpoint(str(work_dir)) == f'{work_dir}/iter_4.pth'
 
 
 def test_preflight_resume_exits_with_the_message(work_dir, capsys):
@@ -155,8 +153,7 @@ def test_preflight_resume_exits_with_the_message(work_dir, capsys):
     assert exit_info.value.code == preflight.EXIT_CODE
     assert capsys.readouterr().err == f'config.py: cannot resume: {work_dir}/last_checkpoint is empty (its write ' \
         f'was interrupted); the newest complete checkpoint next to it is {work_dir}/iter_4.pth: resume from it ' \
-        f'with --resume {work_dir}/iter_4.pth, or delete {work_dir}/last_checkpoint to train the run from the ' \
-        f'start (nothing was run)\n'
+        f'with --resume {work_dir}/iter_4.pth (nothing was run)\n'
     pointer(work_dir, f'{work_dir}/iter_2.pth')
     preflight.resume(cfg, 'config.py')
     assert cfg.load_from == f'{work_dir}/iter_2.pth'

@@ -15,10 +15,11 @@ complete. ``AtomicCheckpointHook`` (registered in mmengine's HOOKS; mmpe's tools
 ``CheckpointHook``, ``mmpe.engine.launch.load_config``) writes checkpoints and ``last_checkpoint``
 that way and removes an old checkpoint only once ``last_checkpoint`` names the new one.
 ``resume_checkpoint`` decides what ``--resume`` resumes from, and refuses, naming the file and the
-newest complete checkpoint next to it, a truncated or corrupt checkpoint, an empty or dangling
-``last_checkpoint``, or checkpoints without a ``last_checkpoint``.
+newest complete checkpoint next to it, a truncated or corrupt checkpoint or an empty or dangling
+``last_checkpoint``.
 """
 import glob
+import logging
 import os
 import os.path as osp
 import zipfile
@@ -28,6 +29,7 @@ import torch
 from mmengine.dist import is_main_process
 from mmengine.fileio import LocalBackend, register_backend
 from mmengine.hooks import CheckpointHook
+from mmengine.logging import print_log
 from mmengine.registry import HOOKS
 
 LAST_CHECKPOINT = 'last_checkpoint'  # the file in the work dir naming the newest checkpoint (mmengine's name)
@@ -173,10 +175,12 @@ def newest_complete_checkpoint(folder: str, exclude: Optional[str] = None) -> Op
 
 
 def _alternative(folder: str, exclude: Optional[str] = None) -> str:
-    """The sentence naming what to do instead: the newest complete checkpoint in ``folder``, or none."""
+    """What to do instead: resume from the newest complete checkpoint in ``folder``, or, with none,
+    train from the start."""
     newest = newest_complete_checkpoint(folder, exclude)
     if newest is None:
-        return f'there is no complete checkpoint in {folder}'
+        return (f'there is no complete checkpoint in {folder}: delete {osp.join(folder, LAST_CHECKPOINT)} to train '
+                f'the run from the start')
     return f'the newest complete checkpoint next to it is {newest}: resume from it with --resume {newest}'
 
 
@@ -193,22 +197,22 @@ def last_checkpoint(work_dir: str) -> Optional[str]:
     with open(pointer) as f:
         recorded = f.read().strip()
     if not recorded:
-        raise ResumeError(f'cannot resume: {pointer} is empty (its write was interrupted); '
-                          f'{_alternative(work_dir)}, or delete {pointer} to train the run from the start')
+        raise ResumeError(f'cannot resume: {pointer} is empty (its write was interrupted); {_alternative(work_dir)}')
     here = osp.join(work_dir, osp.basename(recorded))
     for path in (recorded, here):
         if osp.isfile(path):
             return path
     raise ResumeError(f'cannot resume: {pointer} names checkpoint {recorded}, which exists neither there nor as '
-                      f'{here}; {_alternative(work_dir)}, or restore that file, or delete {pointer} to train the '
-                      f'run from the start')
+                      f'{here} (restore it, or resume from another); {_alternative(work_dir)}')
 
 
 def resume_checkpoint(work_dir: str, load_from: Optional[str] = None) -> Optional[str]:
     """The complete checkpoint to resume from: ``load_from`` when given (``--resume PATH``), else the
-    one ``work_dir/last_checkpoint`` names (``--resume``); None when ``work_dir`` holds neither a
-    ``last_checkpoint`` nor any complete ``*.pth`` (a first start: train from the beginning).
-    Anything else is a ``ResumeError`` naming the file and the newest complete checkpoint next to it."""
+    one ``work_dir/last_checkpoint`` names (``--resume``); without that file the newest complete
+    ``*.pth`` in ``work_dir`` (a kill came between the first checkpoint and its ``last_checkpoint``;
+    with a warning), or None when there is none (a first start: train from the beginning). A
+    truncated or corrupt checkpoint, or an empty or dangling ``last_checkpoint``, is a
+    ``ResumeError`` naming the file and the newest complete checkpoint next to it."""
     named_by = ''
     if load_from is None:
         load_from = last_checkpoint(work_dir)
@@ -216,10 +220,9 @@ def resume_checkpoint(work_dir: str, load_from: Optional[str] = None) -> Optiona
         if load_from is None:
             newest = newest_complete_checkpoint(work_dir)
             if newest is not None:
-                raise ResumeError(f'cannot resume: {work_dir} holds checkpoints but no {LAST_CHECKPOINT} naming '
-                                  f'the one to resume; the most recently modified complete one is {newest}: '
-                                  f'resume from it with --resume {newest}, or train in another work dir')
-            return None
+                print_log(f'{work_dir} has no {LAST_CHECKPOINT}: resuming from its newest complete checkpoint '
+                          f'{newest}', 'current', logging.WARNING)
+            return newest
     elif '://' in load_from:  # a URL or another storage backend: mmengine reads it
         return load_from
     problem = checkpoint_problem(load_from)
