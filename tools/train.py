@@ -9,7 +9,7 @@ import argparse
 
 import mmpe  # noqa: F401  (compatibility fixes and model registration)
 from mmpe.engine import preflight
-from mmpe.engine.launch import add_common_args, build_runner, load_config
+from mmpe.engine.launch import add_common_args, load_config, train
 
 
 def main():
@@ -31,7 +31,7 @@ def main():
         cfg.resume, cfg.load_from = True, args.resume
     preflight.run(cfg, args.config, 'train')  # missing data or weights: one message, exit code 2
     preflight.resume(cfg, args.config)  # no complete checkpoint to resume: one message, exit code 2
-    build_runner(cfg).train()
+    train(cfg)  # a distributed run that lost a process: one line says so, exit code 1
 
 
 if __name__ == '__main__':

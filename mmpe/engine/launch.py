@@ -8,6 +8,10 @@ import copy
 import gc
 import os
 import os.path as osp
+import re
+import sys
+import traceback
+from typing import Optional
 
 import torch
 from mmengine.config import Config, ConfigDict, DictAction
@@ -77,6 +81,34 @@ def build_runner(cfg: Config) -> Runner:
     atexit.unregister(release_process_group)  # registered once per process, however many runners it builds
     atexit.register(release_process_group)
     return runner
+
+
+def lost_process(err: BaseException) -> Optional[str]:
+    """One line for ``err`` when it is torch.distributed's sign that another process of this run is gone
+    or unreachable (a ``torch.distributed.DistError``: the rendezvous or a collective timed out; or gloo's
+    RuntimeError: the peer's connection was closed or reset), else None."""
+    if not (isinstance(err, torch.distributed.DistError) or isinstance(err, RuntimeError) and '/gloo/' in str(err)):
+        return None
+    rank, world = os.environ.get('RANK', '?'), os.environ.get('WORLD_SIZE', '?')
+    reason = next((line.strip() for line in str(err).splitlines() if line.strip()), type(err).__name__)
+    # gloo: '[.../pair.cc:561] Connection closed by peer [ADDR]:PORT. This is typically caused by ...'
+    reason = re.sub(r'^\[[^\]]*\]\s*', '', reason).split(' This is typically')[0].rstrip('. ')
+    return (f'rank {rank} of {world} stops: another process of this run is gone or unreachable ({reason}). Start '
+            f'every process of the run again with --resume to continue from its last checkpoint.')
+
+
+def train(cfg: Config) -> None:
+    """Build the Runner and train. When another process of a distributed run is gone (``lost_process``),
+    print the traceback, then that line, and exit with code 1."""
+    try:
+        build_runner(cfg).train()
+    except RuntimeError as err:
+        message = lost_process(err)
+        if message is None:
+            raise
+        traceback.print_exc()
+        print(message, file=sys.stderr)
+        sys.exit(1)
 
 
 def tta_config(cfg: Config, name: str) -> Config:
