@@ -29,9 +29,10 @@ setup(
         'ftfy',
         'regex',
     ],
-    # transformers: its DINOv3ViTModel is the reference of the 'hf_dinov3' layout (tests/test_dinov3_layouts.py).
+    # transformers: its DINOv3ViTModel is the reference of the 'hf_dinov3' layout (tests/test_dinov3_layouts.py);
+    # hypothesis: generated bad input (tests/test_fuzz.py).
     # docs: the manual (docs/conf.py: Sphinx + MyST, API reference by autodoc/autosummary, furo theme);
     # tests/test_docs.py reads the manual's Markdown with MyST's parser.
-    extras_require={'tests': ['pytest', 'scipy', 'transformers>=5', 'myst-parser>=4'],
+    extras_require={'tests': ['pytest', 'scipy', 'transformers>=5', 'myst-parser>=4', 'hypothesis'],
                     'docs': ['sphinx>=8', 'myst-parser>=4', 'furo>=2024.8.6']},
 )
