@@ -1,13 +1,15 @@
 """Fault injection (mmpe.analysis.faults, tools/analysis_tools/fault_injection.py): trainings killed
 with SIGKILL inside their checkpoint saves resume from the checkpoint ``--resume`` names and end with
 the weights of an uninterrupted run; with 2 gloo processes, the rank that survives a kill exits by
-itself, saying why. The fast tests check the pieces: where a kill landed, the kill plans, the
-derived config, the survivor's message."""
+itself, saying why; a study killed in training resumes and ends with the uninterrupted study's
+tables. The fast tests check the pieces: where a kill landed, the kill plans, the derived config,
+the survivor's message."""
 import os
 import os.path as osp
 import random
 import subprocess
 import sys
+import time
 
 import pytest
 import torch
@@ -32,6 +34,41 @@ CONFIG = 'configs/demo/upernet_swin-rope-mixed_synthetic.py'
 ])
 def test_landing(events, place):
     assert landing(events) == place
+
+
+@pytest.mark.parametrize('output, place', [
+    ('', 'startup'), ('[10:00:01] a.py / ape / seed 0: train\n', 'training'),
+    ('[10:00:01] a.py / ape / seed 0: train (resume from w/iter_2.pth)\n', 'training'),
+    ('[10:00:01] a.py / ape / seed 0: train done in 3 s\n', 'between steps'),
+    ('[10:00:04] a.py / ape / seed 0: evaluate iter_8.pth at scales [1.0]\n', 'evaluation'),
+    ('[10:00:09] a.py / ape / seed 0: evaluated already, skipped\n', 'between steps'),
+    ('[10:00:09] collect results into out\n', 'collection'), ('study done in 9 s (this invocation)\n', 'shutdown'),
+])
+def test_study_place(output, place):
+    assert faults.study_place('mmengine log line\n' + output) == place
+
+
+def test_check_steps(tmp_path):
+    """The steps a launch appended to steps.log, against the run's state before it."""
+    job = faults.StudyJob([], str(tmp_path))
+    run_dir = tmp_path / 'work' / 'a' / 'ape' / 'seed0'
+    run_dir.mkdir(parents=True)
+    (run_dir / 'config.py').write_text('')
+    (run_dir / 'steps.log').write_text('$ python tools/train.py c.py --work-dir d\nlog\n')
+    before = {str(run_dir): faults.RunState(steps=len('$ python tools/train.py c.py --work-dir d\nlog\n'),
+                                            resume_from=2, evaluated=False)}
+    with open(run_dir / 'steps.log', 'a') as f:
+        f.write('$ python tools/train.py c.py --work-dir d --resume d/iter_2.pth\n'
+                '$ python tools/train.py c.py --work-dir d\n$ python tools/analysis_tools/eval_multires.py c.py x\n')
+    result = faults.StudyResult(run=0)
+    faults.check_steps(job, before, result)
+    assert (result.trainings_resumed, result.from_scratch, result.evaluations, result.evaluations_repeated) == \
+        (1, 1, 1, 0)
+    assert result.failures == [f'{run_dir}: training started from iteration 0, its newest complete checkpoint is '
+                               f'of iteration 2']
+    before[str(run_dir)].evaluated = True
+    faults.check_steps(job, before, result)
+    assert result.evaluations_repeated == 1 and result.failures[-1] == f'{run_dir}: evaluated again'
 
 
 def test_started_from():
@@ -173,3 +210,33 @@ def test_fault_injection_tool(environment, tmp_path):
         assert osp.isfile(tmp_path / f'{name}.md') and osp.isfile(tmp_path / f'{name}.csv')
     assert '| 1 | 1 | 2 | 1 | 1 | 0 | ' in proc.stdout  # processes, runs, launches, kills, planned, random
     assert '| 1/1 |' in proc.stdout
+
+
+@pytest.mark.slow
+def test_study_killed_in_training_resumes_and_ends_equal(environment):
+    """compare_encodings.py killed with its training (the whole session) right after its run's first
+    checkpoint: the same command again takes over the stale lock, resumes the training from that
+    checkpoint (not from scratch), evaluates once, and the tables equal the uninterrupted study's."""
+    root, _ = environment
+    generate_segmentation_set(str(root / 'layout'), num_train=4, num_val=2, height=128, width=160, seed=1,
+                              task='layout')
+    env = dict(MMPE_LAYOUT_SEG=f'{root}/layout/')
+    config = root / 'study.py'
+    config.write_text(faults.study_config('configs/study/fcn1x1_vit-tiny_layout.py', iters=4, interval=2))
+    argv = [str(config), '--encodings', 'rope_mixed', '--seeds', '0', '--scales', '1', '--flops-size', '64', '80']
+    reference = faults.StudyJob(argv, str(root / 'study-reference'), env)
+    faults.reference_study(reference, timeout=1800)
+
+    job = faults.StudyJob(argv, str(root / 'study-killed'), env)
+    run_dir = osp.join(job.work_dir, 'study', 'rope_mixed', 'seed0')
+    proc = job.launch()
+    while not osp.isfile(osp.join(run_dir, 'last_checkpoint')):  # iteration 2 saved, 3 and 4 to come
+        assert proc.poll() is None, job.output(0)
+        time.sleep(0.02)
+    faults.kill(proc)
+    assert faults.study_place(job.output(0)) == 'training' and osp.isfile(osp.join(run_dir, 'study.lock'))
+    assert job.states()[run_dir].resume_from == 2
+
+    result = faults.study_with_kills(job, 0, reference.tables(), duration=0.0, runs=1, kills=0, rng=random.Random(0))
+    assert result.failures == [] and result.equal
+    assert (result.trainings_resumed, result.from_scratch, result.evaluations) == (1, 0, 1)

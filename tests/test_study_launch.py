@@ -198,6 +198,20 @@ def test_run_lock(tmp_path):
     reason = lock.acquire()
     assert reason.startswith('locked by process 123 on host node7') and '--force' in reason
     assert lock.acquire(force=True) is None and lock.holder() == lock.owner
+    assert sorted(os.listdir(tmp_path)) == ['study.lock']
+
+
+def test_run_lock_killed_while_taking_it(tmp_path, monkeypatch):
+    """A kill while the lock is being taken leaves no lock (never an empty one, which would read as
+    held by a process '?' on a host '?' and block the run until --force)."""
+    def killed(*args):
+        raise KeyboardInterrupt
+    with monkeypatch.context() as patch:
+        patch.setattr(os, 'link', killed)
+        with pytest.raises(KeyboardInterrupt):
+            RunLock(str(tmp_path)).acquire()
+    assert not (tmp_path / 'study.lock').exists()
+    assert RunLock(str(tmp_path)).acquire() is None
 
 
 # ----------------------------------------------------------------------------- real runs (CPU)

@@ -17,6 +17,9 @@ when gloo sees the dead peer's connection closed ("Connection closed by peer"); 
 the rendezvous leaves the others waiting for it until the process group's timeout (``Schedule.
 dist_timeout``, mmengine's ``env_cfg.dist_cfg.timeout``; torch's default is 30 min).
 """
+import csv
+import glob
+import io
 import json
 import os
 import os.path as osp
@@ -519,3 +522,224 @@ def kill_rows(results: Sequence[RunResult]) -> List[dict]:
              'survivor exit s': 'n/a' if k.survivor_seconds is None else round(k.survivor_seconds, 1),
              'survivor message': k.survivor_message or 'n/a'}
             for r in results for k in r.kills]
+
+
+# ----------------------------------------------------------------------------- a study under kills
+
+COMPARE = osp.join(ROOT, 'tools', 'analysis_tools', 'compare_encodings.py')
+# Columns of collect_results.py's tables measured in wall-clock time: they differ from run to run.
+MEASURED_COLUMNS = ('s/iter', 'memory (MB)')
+# Where a kill of compare_encodings.py lands, from the last progress line it printed.
+STUDY_PLACES = ('startup', 'training', 'evaluation', 'between steps', 'collection', 'shutdown')
+
+
+def study_place(output: str) -> str:
+    """Where a kill of compare_encodings.py landed (one of ``STUDY_PLACES``), from its output so far."""
+    lines = [line for line in output.splitlines() if re.match(r'\[\d\d:\d\d:\d\d\] ', line) or
+             line.startswith('study done')]
+    if not lines:
+        return 'startup'
+    last = lines[-1]
+    if last.startswith('study done'):
+        return 'shutdown'
+    if ' collect results into ' in last:
+        return 'collection'
+    step = re.search(r': (train|evaluate)\b(?!.* done in )', last)
+    return {'train': 'training', 'evaluate': 'evaluation'}[step[1]] if step else 'between steps'
+
+
+@dataclass
+class RunState:
+    """What a run directory held before a launch of the study."""
+    steps: int  # characters of its steps.log
+    resume_from: int  # iteration of the checkpoint it must resume from (0: none)
+    evaluated: bool
+
+
+class StudyJob:
+    """``compare_encodings.py ARGV --work-dir ROOT/work --out ROOT/out`` (one process, ``--max-jobs``
+    as ARGV says), launched again and again; its output per launch in ``ROOT/launch<L>.log``."""
+
+    def __init__(self, argv: Sequence[str], root: str, env: Optional[Dict[str, str]] = None):
+        self.argv, self.root = list(argv), root
+        self.work_dir, self.out = osp.join(root, 'work'), osp.join(root, 'out')
+        os.makedirs(root, exist_ok=True)
+        self.env = dict(os.environ, PYTHONPATH=ROOT, OMP_NUM_THREADS='1', **(env or {}))
+        self.launches = 0
+
+    def launch(self) -> subprocess.Popen:
+        """Start the next launch in its own session (a kill takes its training and evaluation along)."""
+        index, self.launches = self.launches, self.launches + 1
+        with open(self.log(index), 'w') as log:
+            return subprocess.Popen([sys.executable, COMPARE, *self.argv, '--work-dir', self.work_dir, '--out',
+                                     self.out], cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                                    start_new_session=True)
+
+    def log(self, launch: int) -> str:
+        return osp.join(self.root, f'launch{launch}.log')
+
+    def output(self, launch: int) -> str:
+        with open(self.log(launch), errors='replace') as f:
+            return f.read()
+
+    def run_dirs(self) -> List[str]:
+        """The run directories the study has made: ``.../seed<k>`` with its ``config.py``."""
+        return sorted(osp.dirname(p) for p in glob.glob(osp.join(self.work_dir, '**', 'seed*', 'config.py'),
+                                                       recursive=True))
+
+    def states(self) -> Dict[str, RunState]:
+        """Every run directory's state now (``resume_checkpoint`` may raise a ``ResumeError``)."""
+        states = {}
+        for run_dir in self.run_dirs():
+            steps = osp.join(run_dir, 'steps.log')
+            states[run_dir] = RunState(steps=osp.getsize(steps) if osp.isfile(steps) else 0,
+                                       resume_from=checkpoint_iter(resume_checkpoint(run_dir)),
+                                       evaluated=osp.isfile(osp.join(run_dir, 'multires', 'multires.csv')))
+        return states
+
+    def tables(self) -> Dict[str, List[List[str]]]:
+        """The collected tables (markdown and CSV under --out) as rows of cells, without the columns
+        measured in wall-clock time (``MEASURED_COLUMNS``) and with this job's root replaced by 'ROOT'."""
+        tables = {}
+        for path in sorted(glob.glob(osp.join(self.out, '**', '*.md'), recursive=True) +
+                           glob.glob(osp.join(self.out, '**', '*.csv'), recursive=True)):
+            with open(path, newline='') as f:
+                text = f.read().replace(self.root, 'ROOT')
+            if path.endswith('.csv'):
+                rows = list(csv.reader(io.StringIO(text)))
+            else:
+                rows = [[cell.strip() for cell in line.strip().strip('|').split('|')] if line.startswith('|')
+                        else [line] for line in text.splitlines()]
+            header = next((row for row in rows if set(row) & set(MEASURED_COLUMNS)), [])
+            drop = {i for i, cell in enumerate(header) if cell in MEASURED_COLUMNS}
+            tables[osp.relpath(path, self.out)] = [[cell for i, cell in enumerate(row) if i not in drop or
+                                                    len(row) != len(header)] for row in rows]
+        return tables
+
+
+@dataclass
+class StudyKill:
+    """One kill of the study: after ``delay`` s of launch ``launch``, where it landed, the locks it left."""
+    run: int
+    launch: int
+    delay: float
+    landed: str = ''
+    stale_locks: int = 0
+
+
+@dataclass
+class StudyResult:
+    """One study driven to its end through kills."""
+    run: int
+    kills: List[StudyKill] = field(default_factory=list)
+    launches: int = 0
+    trainings_resumed: int = 0  # train steps that resumed from the checkpoint their run had
+    from_scratch: int = 0  # train steps that started over although their run had a complete checkpoint
+    evaluations: int = 0  # evaluation steps started
+    evaluations_repeated: int = 0  # ... of a run that was evaluated already
+    failures: List[str] = field(default_factory=list)
+    equal: bool = False  # final tables equal to the uninterrupted study's
+
+
+def check_steps(job: StudyJob, before: Dict[str, RunState], result: StudyResult) -> None:
+    """Check the train and evaluation steps one launch started (the lines it appended to each run's
+    steps.log) against the run directories' state before it."""
+    for run_dir in job.run_dirs():
+        state = before.get(run_dir, RunState(0, 0, False))
+        with open(osp.join(run_dir, 'steps.log'), errors='replace') as f:
+            f.seek(state.steps)
+            commands = [line for line in f.read().splitlines() if line.startswith('$ ')]
+        for command in commands:
+            if 'tools/train.py' in command:
+                resumed = re.search(r'--resume \S*iter_(\d+)\.pth', command)
+                start = int(resumed[1]) if resumed else 0
+                result.trainings_resumed += start > 0
+                if start != state.resume_from:
+                    result.from_scratch += start == 0
+                    result.failures.append(f'{run_dir}: training started from iteration {start}, its newest '
+                                           f'complete checkpoint is of iteration {state.resume_from}')
+            elif 'eval_multires.py' in command:
+                result.evaluations += 1
+                if state.evaluated:
+                    result.evaluations_repeated += 1
+                    result.failures.append(f'{run_dir}: evaluated again')
+
+
+def study_with_kills(job: StudyJob, run: int, reference: Dict[str, List[List[str]]], duration: float, runs: int, kills: int,
+                     rng: random.Random, timeout: float = 7200) -> StudyResult:
+    """Launch the study (of ``runs`` runs) until it ends, killing its session (the study, its training
+    or evaluation, its collection) in the first ``kills`` launches, after a random delay within the
+    part of ``duration`` (the uninterrupted study's) still to come (by runs not yet evaluated, at
+    least a fifth: start-up and collection); every launch's steps are checked (``check_steps``); at
+    the end every run must be evaluated, no lock or partial file left, and the tables equal
+    ``reference``."""
+    result = StudyResult(run=run)
+    while True:
+        launch = job.launches
+        try:
+            before = job.states()
+        except checkpoints.ResumeError as err:
+            result.failures.append(f'launch {launch}: {err}')
+            return result
+        proc = job.launch()
+        result.launches += 1
+        killed = None
+        if len(result.kills) < kills:
+            evaluated = sum(state.evaluated for state in before.values())
+            delay = rng.uniform(0, duration * max(0.2, 1 - evaluated / runs))
+            if not wait_all([proc], delay):
+                killed = StudyKill(run, launch, delay)
+                kill(proc)
+                killed.landed = study_place(job.output(launch))
+                killed.stale_locks = len(glob.glob(osp.join(job.work_dir, '**', 'study.lock'), recursive=True))
+                result.kills.append(killed)
+        if killed is None and (not wait_all([proc], timeout) or proc.returncode):
+            kill(proc)
+            result.failures.append(f'launch {launch} failed (exit code {proc.returncode}); see {job.log(launch)}')
+            return result
+        check_steps(job, before, result)
+        if killed is None:
+            break
+    for run_dir in job.run_dirs():
+        left = [name for name in os.listdir(run_dir) if name == 'study.lock' or name.endswith(
+            checkpoints.PARTIAL_SUFFIX)]
+        if left or not osp.isfile(osp.join(run_dir, 'multires', 'multires.csv')):
+            result.failures.append(f'{run_dir}: ' + (f'left {left}' if left else 'not evaluated'))
+    tables = job.tables()
+    result.equal = bool(tables) and tables == reference
+    return result
+
+
+def study_summary_rows(results: Sequence[StudyResult]) -> List[dict]:
+    """One row: kills of the study, where they landed, resumes and repeats, tables equal."""
+    kills = [k for r in results for k in r.kills]
+    return [{'studies': len(results), 'launches': sum(r.launches for r in results), 'kills': len(kills),
+             'landed': ', '.join(f'{place} {n}' for place in STUDY_PLACES
+                                 if (n := sum(k.landed == place for k in kills))),
+             'stale locks left by kills': sum(k.stale_locks for k in kills),
+             'trainings resumed': sum(r.trainings_resumed for r in results),
+             'restarts from scratch': sum(r.from_scratch for r in results),
+             'evaluations': sum(r.evaluations for r in results),
+             'evaluations repeated': sum(r.evaluations_repeated for r in results),
+             'failures': sum(len(r.failures) for r in results),
+             'tables equal to the uninterrupted study': f'{sum(r.equal for r in results)}/{len(results)}'}]
+
+
+def reference_study(job: StudyJob, timeout: float = 7200) -> float:
+    """Run the study once without kills; raise if it fails. Returns its duration in seconds."""
+    start = time.time()
+    proc = job.launch()
+    if not wait_all([proc], timeout) or proc.returncode:
+        kill(proc)
+        raise RuntimeError(f'the uninterrupted study failed; see {job.log(0)}')
+    return time.time() - start
+
+
+def study_config(base: str, iters: int, interval: int) -> str:
+    """A study config: ``base`` trained for ``iters`` iterations with a checkpoint every ``interval``
+    (a small study whose trainings can be killed between checkpoints)."""
+    return '\n'.join([
+        f'_base_ = [{osp.abspath(base)!r}]',
+        f'train_cfg = dict(max_iters={iters}, val_interval={iters})',
+        f"param_scheduler = [dict(type='PolyLR', eta_min=0.0, power=1.0, begin=0, end={iters}, by_epoch=False)]",
+        f'default_hooks = dict(checkpoint=dict(interval={interval}), logger=dict(interval=1))', ''])

@@ -162,18 +162,22 @@ class RunLock:
                 f'rerun with --force or delete the lock')
 
     def acquire(self, force: bool = False) -> Optional[str]:
-        """Take the lock; returns None when taken, else why not (see ``blocker``)."""
+        """Take the lock; returns None when taken, else why not (see ``blocker``). The lock appears
+        with its content at once (a hard link to a complete file of this process), so a kill never
+        leaves an empty lock that no one could take over; a stale or forced one is replaced likewise."""
+        mine = f'{self.path}.{os.getpid()}'
+        with open(mine, 'w') as f:
+            f.write(self.owner)
         try:
-            fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            os.link(mine, self.path)
         except FileExistsError:
             reason = self.blocker(force)
             if reason:
                 return reason
-            with open(self.path, 'w') as f:  # take over a stale (or forced) lock
-                f.write(self.owner)
-            return None
-        with os.fdopen(fd, 'w') as f:
-            f.write(self.owner)
+            os.replace(mine, self.path)  # take over a stale (or forced) lock
+        finally:
+            if osp.exists(mine):
+                os.remove(mine)
         return None
 
     def release(self) -> None:
