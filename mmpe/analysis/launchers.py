@@ -1,5 +1,5 @@
 """Starting the study's runs from outside: the command line that launches a tool the way its users
-launch training, and what a run directory says about the run (its checkpoint, who is running it).
+launch training, and who is running a run (its lock).
 
 ``mmpe.engine.launch`` is the other side: what a tool does with its ``--launcher`` once started.
 
@@ -18,8 +18,8 @@ Launchers (``Launcher.command``):
 Every run of a study gets its own port, ``MASTER_PORT`` (default 29500) plus the run's index, so
 runs in flight at once on one node never share one.
 
-Run directory state: ``last_checkpoint`` (mmengine writes the absolute path of the newest
-checkpoint) and ``study.lock`` (``RunLock``).
+Run directory state: ``study.lock`` (``RunLock``); the checkpoint a run resumes from is
+``mmpe.engine.checkpoints.resume_checkpoint``'s.
 """
 import os
 import os.path as osp
@@ -100,26 +100,6 @@ def base_port() -> int:
 
 
 # ----------------------------------------------------------------------------- run directory state
-
-def local_checkpoint(run_dir: str) -> Optional[str]:
-    """The checkpoint ``run_dir/last_checkpoint`` names, as a path valid here; None without that file.
-
-    mmengine writes an absolute path. A run that died on another node names that node's path: on a
-    shared filesystem it exists here too; where the work dir was moved or is mounted elsewhere, the
-    file of the same name in ``run_dir`` is the one. Neither existing is an error (no silent restart).
-    """
-    pointer = osp.join(run_dir, 'last_checkpoint')
-    if not osp.isfile(pointer):
-        return None
-    with open(pointer) as f:
-        recorded = f.read().strip()
-    here = osp.join(run_dir, osp.basename(recorded))
-    for path in (recorded, here):
-        if recorded and osp.isfile(path):
-            return path
-    raise FileNotFoundError(f'{pointer} names checkpoint {recorded!r}, which exists neither there nor as {here!r}; '
-                            f'restore it, or delete {pointer} to train the run from the start')
-
 
 class RunLock:
     """``run_dir/study.lock``, holding ``HOST PID`` of the study process running the run (training
