@@ -16,6 +16,11 @@ other ranks: a rank is killed and the survivor must exit by itself within a boun
 when gloo sees the dead peer's connection closed ("Connection closed by peer"); a rank killed before
 the rendezvous leaves the others waiting for it until the process group's timeout (``Schedule.
 dist_timeout``, mmengine's ``env_cfg.dist_cfg.timeout``; torch's default is 30 min).
+
+A study (``StudyJob``: compare_encodings.py) is killed whole, its session with the training or
+evaluation in flight, and run again with the same command; ``check_steps`` reads the commands each
+launch appended to the runs' steps.log (resumed from the newest complete checkpoint? an evaluated run
+evaluated again?) and ``study_with_kills`` compares the final tables with an uninterrupted study's.
 """
 import csv
 import glob
