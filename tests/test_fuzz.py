@@ -22,8 +22,8 @@ from mmpe.pos_embed import (ENCODINGS, LearnedPosEmbed, LOOPEPosEmbed, RelativeP
 from mmpe.pos_embed.rope import AXES, COORDS, NORMALIZE_COORDS, PAIRINGS
 
 def tier(examples: int, fast: bool) -> settings:
-    """The fast tier: a fixed set of ``examples`` (derandomized); the slow tier: 20 times as many, new each run."""
-    return settings(max_examples=examples if fast else 20 * examples, deadline=None, derandomize=fast,
+    """The fast tier: a fixed set of ``examples`` (derandomized); the slow tier: 10 times as many, new each run."""
+    return settings(max_examples=examples if fast else 10 * examples, deadline=None, derandomize=fast,
                     suppress_health_check=[HealthCheck.too_slow])
 ERRORS = (ValueError, TypeError)
 
@@ -470,14 +470,14 @@ def check_input(case) -> None:
             torch.testing.assert_close(out[i:i + 1], one, **tolerance)
 
 
-@tier(10, fast=True)
+@tier(6, fast=True)
 @given(input_case())
 def test_inputs_run_or_fail_clearly(case):
     check_input(case)
 
 
 @pytest.mark.slow
-@tier(10, fast=False)
+@tier(6, fast=False)
 @given(input_case())
 def test_inputs_run_or_fail_clearly_many(case):
     check_input(case)
