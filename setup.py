@@ -45,9 +45,10 @@ setup(
     ],
     # transformers: its DINOv3ViTModel is the reference of the 'hf_dinov3' layout (tests/test_dinov3_layouts.py);
     # onnx, onnxscript (torch.onnx.export(dynamo=True)) and onnxruntime: tests/test_export.py; tests/test_docs.py
-    # reads the manual's Markdown with MyST's parser; ruff: the lint rules of pyproject.toml.
+    # reads the manual's Markdown with MyST's parser; ruff: the lint rules of pyproject.toml; hypothesis: generated
+    # bad input (tests/test_fuzz.py).
     # docs: the manual (docs/conf.py: Sphinx + MyST, API reference by autodoc/autosummary, furo theme).
     extras_require={'tests': ['pytest', 'scipy', 'transformers>=5', 'onnx', 'onnxscript', 'onnxruntime',
-                              'myst-parser>=4', 'ruff>=0.6'],
+                              'myst-parser>=4', 'ruff>=0.6', 'hypothesis'],
                     'docs': ['sphinx>=8', 'myst-parser>=4', 'furo>=2024.8.6']},
 )

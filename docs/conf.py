@@ -47,7 +47,8 @@ napoleon_numpy_docstring = False
 nitpicky = True
 nitpick_ignore_regex = [
     (r'py:.*', r'(torch|mmengine|mmcv|mmdet|mmseg|timm|numpy|np|scipy|transformers|huggingface_hub|safetensors'
-               r'|matplotlib|collections|typing|pathlib|os|argparse|enum|threading|contextlib|abc)(\..*)?'),
+               r'|matplotlib|collections|typing|pathlib|os|argparse|enum|threading|contextlib|abc|subprocess'
+               r'|random)(\..*)?'),
 ]
 
 html_theme = 'furo'

@@ -12,5 +12,5 @@ config_names.register()  # 'mmpe::<folder>/<config>.py' names (mmpe/engine/confi
 
 from . import models, pos_embed  # noqa: F401,E402
 from .converters import checkpoint  # noqa: F401,E402  (registers hf:// and timm:// with mmengine's CheckpointLoader)
-from .engine import hooks, optimizers  # noqa: F401,E402  (register RandomStateHook, PELayerDecayOptimizerConstructor)
+from .engine import checkpoints, hooks, optimizers  # noqa: F401,E402  (register AtomicCheckpointHook, RandomStateHook, ...)
 from .version import __version__  # noqa: F401,E402

@@ -245,7 +245,7 @@ def test_rope_mixed_has_no_layout_options():
     (dict(swiglu_align_to=8), r"swiglu_align_to=8 must be 0, or positive with mlp_type='swiglu' "
                               r"\(got mlp_type='mlp'\)"),
     (dict(qkv_bias=False, mask_k_bias=True), r'mask_k_bias=True masks part of the qkv bias: it needs qkv_bias=True'),
-    (dict(num_reg_tokens=-1), r'num_reg_tokens=-1 must be 0 or positive'),
+    (dict(num_reg_tokens=-1), r'num_reg_tokens must be an int >= 0, got -1'),
     (dict(window_size=2, pos_embed=dict(DINOV3_ROPE, coords='interpolate')),
      r"PEVisionTransformer with window_size=2 attends in windows with window-local RoPE coordinates: pos_embed "
      r"needs coords in \('index', 'centered'\) and coord_aug=None, got coords='interpolate'"),

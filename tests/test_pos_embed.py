@@ -610,7 +610,7 @@ def test_spec_theta_default_is_the_backbones():
     (dict(type='rope2d'), r"pos_embed type='rope2d' is not supported; accepted types: 'ape', 'sincos', 'rope_axial'"),
     (dict(type='rope_axial', coords='dinov3'), r"pos_embed coords='dinov3' is not supported; accepted: 'index', "
                                                r"'interpolate', 'centered'"),
-    (dict(type='rope_mixed', theta=-1.0), r'pos_embed theta must be a positive number, got -1.0'),
+    (dict(type='rope_mixed', theta=-1.0), r'pos_embed theta must be a finite positive number, got -1.0'),
     (dict(type='rope_axial', coord_aug=dict(jitter=0.5)), r'coord_aug jitter must be a finite number >= 1, got 0.5'),
     (dict(type='ape', coords='interpolate'), r"pos_embed type='ape' got unknown parameter\(s\) 'coords'; "
                                              r"accepted: 'embed_prefix'"),

@@ -17,8 +17,9 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
-from mmpe.analysis.launchers import Launcher, RunLock, local_checkpoint
+from mmpe.analysis.launchers import Launcher, RunLock
 from mmpe.datasets import generate_segmentation_set
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -114,11 +115,11 @@ def test_dry_run_slurm_prints_the_srun_lines(tmp_path, monkeypatch, capsys):
     (evaluated / 'multires' / 'multires.csv').write_text('scale\n1\n')
     moved = runs['fcn1x1_vit-tiny_layout', 1]  # died on a node that mounted the work dir at /node7/work
     moved.mkdir(parents=True)
-    (moved / 'iter_40.pth').write_bytes(b'')
+    torch.save({}, moved / 'iter_40.pth')  # complete checkpoints (resume_checkpoint checks them)
     (moved / 'last_checkpoint').write_text(f'/node7/work/{moved.relative_to(work)}/iter_40.pth')
     trained = runs['upernet_vit-tiny_layout', 1]
     trained.mkdir(parents=True)
-    (trained / 'iter_80.pth').write_bytes(b'')
+    torch.save({}, trained / 'iter_80.pth')
     (trained / 'last_checkpoint').write_text(str(trained / 'iter_80.pth'))
     (trained / 'train_done').write_text('')
     before = sorted(work.rglob('*'))
@@ -163,20 +164,6 @@ def test_dry_run_rejects_bad_options(tmp_path, monkeypatch, capsys):
 
 # ----------------------------------------------------------------------------- run directory state
 
-def test_local_checkpoint(tmp_path):
-    assert local_checkpoint(str(tmp_path)) is None
-    elsewhere = tmp_path / 'shared'
-    elsewhere.mkdir()
-    (elsewhere / 'iter_8.pth').write_bytes(b'')
-    (tmp_path / 'last_checkpoint').write_text(f'{elsewhere}/iter_8.pth\n')  # a shared filesystem: the path itself
-    assert local_checkpoint(str(tmp_path)) == f'{elsewhere}/iter_8.pth'
-    (tmp_path / 'last_checkpoint').write_text('/node3/work/run/iter_8.pth')  # another node's mount point
-    with pytest.raises(FileNotFoundError, match="names checkpoint '/node3/work/run/iter_8.pth', which exists neither"):
-        local_checkpoint(str(tmp_path))
-    (tmp_path / 'iter_8.pth').write_bytes(b'')
-    assert local_checkpoint(str(tmp_path)) == str(tmp_path / 'iter_8.pth')
-
-
 def test_run_lock(tmp_path):
     lock = RunLock(str(tmp_path))
     host = socket.gethostname()
@@ -199,6 +186,20 @@ def test_run_lock(tmp_path):
     reason = lock.acquire()
     assert reason.startswith('locked by process 123 on host node7') and '--force' in reason
     assert lock.acquire(force=True) is None and lock.holder() == lock.owner
+    assert sorted(os.listdir(tmp_path)) == ['study.lock']
+
+
+def test_run_lock_killed_while_taking_it(tmp_path, monkeypatch):
+    """A kill while the lock is being taken leaves no lock (never an empty one, which would read as
+    held by a process '?' on a host '?' and block the run until --force)."""
+    def killed(*args):
+        raise KeyboardInterrupt
+    with monkeypatch.context() as patch:
+        patch.setattr(os, 'link', killed)
+        with pytest.raises(KeyboardInterrupt):
+            RunLock(str(tmp_path)).acquire()
+    assert not (tmp_path / 'study.lock').exists()
+    assert RunLock(str(tmp_path)).acquire() is None
 
 
 # ----------------------------------------------------------------------------- real runs (CPU)

@@ -9,7 +9,7 @@ import argparse
 
 import mmpe  # noqa: F401  (compatibility fixes and model registration)
 from mmpe.engine import preflight
-from mmpe.engine.launch import add_common_args, build_runner, load_config
+from mmpe.engine.launch import add_common_args, load_config, train
 
 
 def main():
@@ -30,7 +30,8 @@ def main():
     elif args.resume is not None:
         cfg.resume, cfg.load_from = True, args.resume
     preflight.run(cfg, args.config, 'train')  # missing data or weights: one message, exit code 2
-    build_runner(cfg).train()
+    preflight.resume(cfg, args.config)  # no complete checkpoint to resume: one message, exit code 2
+    train(cfg)  # a distributed run that lost a process: one line says so, exit code 1
 
 
 if __name__ == '__main__':

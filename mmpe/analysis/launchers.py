@@ -1,5 +1,5 @@
 """Starting the study's runs from outside: the command line that launches a tool the way its users
-launch training, and what a run directory says about the run (its checkpoint, who is running it).
+launch training, and who is running a run (its lock).
 
 ``mmpe.engine.launch`` is the other side: what a tool does with its ``--launcher`` once started.
 
@@ -18,8 +18,8 @@ Launchers (``Launcher.command``):
 Every run of a study gets its own port, ``MASTER_PORT`` (default 29500) plus the run's index, so
 runs in flight at once on one node never share one.
 
-Run directory state: ``last_checkpoint`` (mmengine writes the absolute path of the newest
-checkpoint) and ``study.lock`` (``RunLock``).
+Run directory state: ``study.lock`` (``RunLock``); the checkpoint a run resumes from is
+``mmpe.engine.checkpoints.resume_checkpoint``'s.
 """
 import os
 import os.path as osp
@@ -101,26 +101,6 @@ def base_port() -> int:
 
 # ----------------------------------------------------------------------------- run directory state
 
-def local_checkpoint(run_dir: str) -> Optional[str]:
-    """The checkpoint ``run_dir/last_checkpoint`` names, as a path valid here; None without that file.
-
-    mmengine writes an absolute path. A run that died on another node names that node's path: on a
-    shared filesystem it exists here too; where the work dir was moved or is mounted elsewhere, the
-    file of the same name in ``run_dir`` is the one. Neither existing is an error (no silent restart).
-    """
-    pointer = osp.join(run_dir, 'last_checkpoint')
-    if not osp.isfile(pointer):
-        return None
-    with open(pointer) as f:
-        recorded = f.read().strip()
-    here = osp.join(run_dir, osp.basename(recorded))
-    for path in (recorded, here):
-        if recorded and osp.isfile(path):
-            return path
-    raise FileNotFoundError(f'{pointer} names checkpoint {recorded!r}, which exists neither there nor as {here!r}; '
-                            f'restore it, or delete {pointer} to train the run from the start')
-
-
 class RunLock:
     """``run_dir/study.lock``, holding ``HOST PID`` of the study process running the run (training
     and evaluation, whatever launcher runs them), so that two study invocations never run one run
@@ -162,18 +142,22 @@ class RunLock:
                 f'rerun with --force or delete the lock')
 
     def acquire(self, force: bool = False) -> Optional[str]:
-        """Take the lock; returns None when taken, else why not (see ``blocker``)."""
+        """Take the lock; returns None when taken, else why not (see ``blocker``). The lock appears
+        with its content at once (a hard link to a complete file of this process), so a kill never
+        leaves an empty lock that no one could take over; a stale or forced one is replaced likewise."""
+        mine = f'{self.path}.{os.getpid()}'
+        with open(mine, 'w') as f:
+            f.write(self.owner)
         try:
-            fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            os.link(mine, self.path)
         except FileExistsError:
             reason = self.blocker(force)
             if reason:
                 return reason
-            with open(self.path, 'w') as f:  # take over a stale (or forced) lock
-                f.write(self.owner)
-            return None
-        with os.fdopen(fd, 'w') as f:
-            f.write(self.owner)
+            os.replace(mine, self.path)  # take over a stale (or forced) lock
+        finally:
+            if osp.exists(mine):
+                os.remove(mine)
         return None
 
     def release(self) -> None:

@@ -1,12 +1,12 @@
 """Results as files: the one table writer (markdown + CSV) and the one plotting setup of the
 benchmarks, diagnostics and the encoding study."""
 import csv
+import io
 import math
-import os
-import os.path as osp
 import re
 from typing import Dict, List, Optional
 
+from ..engine.checkpoints import write_atomic
 from .stats import Interval
 
 
@@ -41,7 +41,8 @@ def write_table(rows: List[Dict], prefix: str, title: str = '', columns: Optiona
     returns the markdown. Columns: ``columns``, or the first row's keys. A (mean, std) value is
     'mean ± std' in markdown and two CSV columns, ``name`` and ``name std``; an ``Interval``
     '[low, high]' and CSV columns ``name low`` and ``name high``; NaN is 'n/a' in markdown and an
-    empty CSV cell."""
+    empty CSV cell. Each file is written whole or not at all (``write_atomic``): a run's multires.csv
+    marks it evaluated, so a kill must not leave half of one."""
     if not rows:
         raise ValueError('write_table needs at least one row')
     columns = columns or list(rows[0])
@@ -49,15 +50,14 @@ def write_table(rows: List[Dict], prefix: str, title: str = '', columns: Optiona
                                                        '|' + '---|' * len(columns)]
     lines += ['| ' + ' | '.join(fmt(row.get(c, '')) for c in columns) + ' |' for row in rows]
     markdown = '\n'.join(lines) + '\n'
-    os.makedirs(osp.dirname(osp.abspath(prefix)), exist_ok=True)
-    with open(prefix + '.md', 'w') as f:
-        f.write(markdown)
+    write_atomic(prefix + '.md', markdown.encode())
     cells = [_csv_cells(row, columns) for row in rows]
     fields = list(dict.fromkeys(k for row in cells for k in row))
-    with open(prefix + '.csv', 'w', newline='') as f:
-        writer = csv.DictWriter(f, fieldnames=fields)
-        writer.writeheader()
-        writer.writerows(cells)
+    text = io.StringIO(newline='')
+    writer = csv.DictWriter(text, fieldnames=fields)
+    writer.writeheader()
+    writer.writerows(cells)
+    write_atomic(prefix + '.csv', text.getvalue().encode())
     return markdown
 
 

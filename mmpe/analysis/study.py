@@ -242,6 +242,6 @@ def evaluate_scales(cfg, *, config: str, checkpoint: str, scales: Sequence[float
     with open(osp.join(out, 'run.json'), 'w') as f:
         json.dump(info, f, indent=1)
     title = f'{info["backbone"]} / {info["encoding"]} / seed {info["seed"]}: metrics vs test scale'
-    print(write_table(rows, osp.join(out, 'multires'), title))
     plot_metrics(rows, osp.join(out, 'multires.png'), title)
+    print(write_table(rows, osp.join(out, 'multires'), title))  # last: multires.csv marks the run evaluated
     return rows

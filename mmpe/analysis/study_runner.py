@@ -37,9 +37,11 @@ and the collect command; it creates and runs nothing.
 Resuming: run the same command again. A run with ``multires/multires.csv`` (a pretraining run: with
 ``train_done``) is skipped; one with
 ``train_done`` is (re-)evaluated (a run that died mid-evaluation has no multires.csv); an
-unfinished one resumes training from the checkpoint its ``last_checkpoint`` names
-(``--resume PATH``): that path where it exists (a shared filesystem), else the file of that name
-in the run directory (a run that died on another node whose work dir is mounted elsewhere). While
+unfinished one resumes training (``--resume PATH``) from the checkpoint its ``last_checkpoint``
+names: that path where it exists (a shared filesystem), else the file of that name in the run
+directory (a run that died on another node whose work dir is mounted elsewhere); without
+``last_checkpoint``, from its newest complete checkpoint; a truncated one or a dangling
+``last_checkpoint`` fails the run with the message of ``mmpe.engine.checkpoints.resume_checkpoint``. While
 a study runs a run, the run directory holds ``study.lock`` (host and pid, ``RunLock``): another
 invocation skips that run; a lock whose process is gone from this host is taken over; a lock
 from another host is respected unless ``--force``.
@@ -59,7 +61,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from .launchers import Launcher, RunLock, base_port, local_checkpoint
+from ..engine.checkpoints import ResumeError, resume_checkpoint
+from .launchers import Launcher, RunLock, base_port
 from .report import slug
 from .study import MULTIRES, find_runs, parse_encoding
 from .transfer import PRESETS, EvalVariant, Preset, StudyGroup
@@ -280,9 +283,9 @@ class Study:
         if blocker:
             return [head + f'skip, {blocker}']
         try:
-            checkpoint = local_checkpoint(run.dir)
+            checkpoint = resume_checkpoint(run.dir)
             start = self.pretrained_state(run.pretrain) if run.pretrain else ''
-        except FileNotFoundError as e:
+        except ResumeError as e:
             return [head + f'fails: {e}']
         if run.has('train_done'):
             lines = [head + f'trained; evaluate {checkpoint}']
@@ -299,7 +302,7 @@ class Study:
     def pretrained_state(pretrain: Run) -> str:
         """Where a dry run's fine-tuning run starts from: the checkpoint, or the pretraining to come."""
         if pretrain.has('train_done'):
-            return f', from pretrained {local_checkpoint(pretrain.dir)}'
+            return f', from pretrained {resume_checkpoint(pretrain.dir)}'
         return f', from the checkpoint of pretraining run {pretrain.index + 1}'
 
     def show(self, command, tool: str) -> str:
@@ -361,20 +364,20 @@ class Study:
                 return None
             pretrained = None
             if run.pretrain is not None:
-                pretrained = local_checkpoint(run.pretrain.dir)
+                pretrained = resume_checkpoint(run.pretrain.dir)
                 if pretrained is None:
                     return f'{run.label}: its pretraining {run.pretrain.dir} has no checkpoint (no last_checkpoint)'
             with open(run.config_file, 'w') as f:
                 f.write(run_config(run.config, pos_embed=run.pos_embed, name=run.name, seed=run.seed,
                                    quick=self.settings.quick, pretrained=pretrained))
-            checkpoint = local_checkpoint(run.dir)
+            checkpoint = resume_checkpoint(run.dir)
             if not run.has('train_done'):
                 failure = self.step(run, 'train' + (f' (resume from {checkpoint})' if checkpoint else ''),
                                     self.train_command(run, checkpoint))
                 if failure:
                     return failure
                 open(osp.join(run.dir, 'train_done'), 'w').close()
-                checkpoint = local_checkpoint(run.dir)
+                checkpoint = resume_checkpoint(run.dir)
             if checkpoint is None:
                 return f'{run.label}: training finished without a checkpoint ({run.dir}/last_checkpoint missing)'
             if not run.evaluate:
@@ -390,7 +393,7 @@ class Study:
                 if failure:
                     return failure
             return None
-        except FileNotFoundError as e:
+        except ResumeError as e:
             return f'{run.label}: {e}'
         finally:
             lock.release()

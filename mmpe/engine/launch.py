@@ -1,15 +1,21 @@
-"""What tools/train.py and tools/test.py share: their common options, the config they load and
-the mmengine Runner they build (mmdet or mmseg, as the config's ``default_scope`` says); the
-test-time augmentation of tools/test.py and eval_multires.py."""
+"""What tools/train.py and tools/test.py share: their common options, the config they load (with
+``AtomicCheckpointHook`` for mmengine's checkpoint hook) and the mmengine Runner they build (mmdet
+or mmseg, as the config's ``default_scope`` says); the test-time augmentation of tools/test.py and
+eval_multires.py."""
 import argparse
 import atexit
 import copy
 import gc
 import os
 import os.path as osp
+import re
+import sys
+import traceback
+from typing import Optional
 
 import torch
 from mmengine.config import Config, ConfigDict, DictAction
+from mmengine.hooks import CheckpointHook
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
@@ -38,7 +44,18 @@ def load_config(args: argparse.Namespace) -> Config:
         cfg.work_dir = args.work_dir
     elif cfg.get('work_dir') is None:
         cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
+    use_atomic_checkpoints(cfg)
     return cfg
+
+
+def use_atomic_checkpoints(cfg: Config) -> None:
+    """Replace mmengine's ``CheckpointHook`` in ``cfg.default_hooks`` (mmengine's default when the config
+    names none) by ``AtomicCheckpointHook`` (``mmpe.engine.checkpoints``: same arguments, files complete
+    after a kill); a config's own checkpoint hook class, or ``checkpoint=None``, is kept."""
+    hooks = cfg.setdefault('default_hooks', ConfigDict())
+    hook = hooks.setdefault('checkpoint', ConfigDict(type='CheckpointHook', interval=1))  # as mmengine's Runner
+    if hook is not None and hook.get('type') in ('CheckpointHook', CheckpointHook):
+        hook['type'] = 'AtomicCheckpointHook'
 
 
 def release_process_group() -> None:
@@ -66,6 +83,34 @@ def build_runner(cfg: Config) -> Runner:
     atexit.unregister(release_process_group)  # registered once per process, however many runners it builds
     atexit.register(release_process_group)
     return runner
+
+
+def lost_process(err: BaseException) -> Optional[str]:
+    """One line for ``err`` when it is torch.distributed's sign that another process of this run is gone
+    or unreachable (a ``torch.distributed.DistError``: the rendezvous or a collective timed out; or gloo's
+    RuntimeError: the peer's connection was closed or reset), else None."""
+    if not (isinstance(err, torch.distributed.DistError) or isinstance(err, RuntimeError) and '/gloo/' in str(err)):
+        return None
+    rank, world = os.environ.get('RANK', '?'), os.environ.get('WORLD_SIZE', '?')
+    reason = next((line.strip() for line in str(err).splitlines() if line.strip()), type(err).__name__)
+    # gloo: '[.../pair.cc:561] Connection closed by peer [ADDR]:PORT. This is typically caused by ...'
+    reason = re.sub(r'^\[[^\]]*\]\s*', '', reason).split(' This is typically')[0].rstrip('. ')
+    return (f'rank {rank} of {world} stops: another process of this run is gone or unreachable ({reason}). Start '
+            f'every process of the run again with --resume to continue from its last checkpoint.')
+
+
+def train(cfg: Config) -> None:
+    """Build the Runner and train. When another process of a distributed run is gone (``lost_process``),
+    print the traceback, then that line, and exit with code 1."""
+    try:
+        build_runner(cfg).train()
+    except RuntimeError as err:
+        message = lost_process(err)
+        if message is None:
+            raise
+        traceback.print_exc()
+        print(message, file=sys.stderr)
+        sys.exit(1)
 
 
 def tta_config(cfg: Config, name: str) -> Config:

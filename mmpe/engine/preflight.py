@@ -1,7 +1,9 @@
 """Pre-flight check of a train / test config before the Runner is built: dataset roots, annotation
 files, image folders and checkpoints (local files, and hf:// / timm:// / URL names, which must be in
 the local cache on an offline machine). ``check`` lists what is missing; ``run`` prints it as one
-message (what, where it was looked for, how to get it) and exits with code 2."""
+message (what, where it was looked for, how to get it) and exits with code 2. ``resume`` decides
+what a resumed training resumes from (``mmpe.engine.checkpoints.resume_checkpoint``), or exits with
+code 2 saying why no complete checkpoint can be resumed."""
 import os.path as osp
 import sys
 from dataclasses import dataclass
@@ -10,6 +12,7 @@ from typing import Iterator, List, Optional, Tuple
 from mmengine.config import Config
 
 from ..converters import checkpoint as ckpt
+from .checkpoints import ResumeError, resume_checkpoint
 
 EXIT_CODE = 2
 DATA_SOURCES = {
@@ -149,7 +152,7 @@ def check(cfg: Config, config_file: str, phase: str) -> List[Missing]:
         fetch = f'{ckpt.FETCH_TOOL} {config_file}'
         for name in config_checkpoints(cfg.get('model', {})):
             missing += _checkpoint_missing(name, f'pretrained checkpoint {name}', fetch)
-    if cfg.get('load_from'):
+    if cfg.get('load_from') and not (phase == 'train' and cfg.get('resume')):  # resumed: ``resume`` checks it
         missing += _checkpoint_missing(cfg.load_from, f'checkpoint to load (load_from) {cfg.load_from}',
                                        ckpt.fetch_command(cfg.load_from))
     return missing
@@ -163,3 +166,15 @@ def run(cfg: Config, config_file: str, phase: str) -> None:
               '\n'.join(map(str, missing)), file=sys.stderr)
         sys.exit(EXIT_CODE)
 
+
+def resume(cfg: Config, config_file: str) -> None:
+    """For a resumed training (``cfg.resume``; ``cfg.load_from`` is ``--resume PATH``, or None to resume
+    from the work dir's ``last_checkpoint``): set ``cfg.load_from`` to the complete checkpoint to resume
+    from (None on a first start: nothing to resume), or print why there is none and exit with code 2."""
+    if not cfg.get('resume'):
+        return
+    try:
+        cfg.load_from = resume_checkpoint(cfg.work_dir, cfg.get('load_from'))
+    except ResumeError as err:
+        print(f'{config_file}: {err} (nothing was run)', file=sys.stderr)
+        sys.exit(EXIT_CODE)

@@ -23,7 +23,6 @@ from mmcv.cnn.bricks.transformer import FFN, PatchEmbed, PatchMerging, build_dro
 from mmengine.logging import MMLogger
 from mmengine.model import BaseModule, ModuleList
 from mmengine.model.weight_init import constant_init, trunc_normal_init
-from mmengine.utils import to_2tuple
 from torch import nn
 
 from ..converters.backbone import PretrainedLoad, load_pretrained
@@ -31,6 +30,7 @@ from ..pos_embed import AttentionPosEmbed, PosEmbedSpec, build_pos_embed
 from ..pos_embed.cache import table_cache
 from ..pos_embed.grid import HW, crop_to_tokens, pad_to_multiple, patch_embed_input
 from .attention import PosAttention
+from .checks import check_bool, check_drop_rates, check_int, check_ints, check_number, check_size, is_int
 from .registry import register_model
 
 # RoPE-Axial's theta when pos_embed gives none: the RoPE-ViT authors' Swin configs' value.
@@ -314,14 +314,27 @@ class PESwinTransformer(BaseModule):
         super().__init__(init_cfg=init_cfg)
         spec = PosEmbedSpec.parse(pos_embed, axial_theta=SWIN_AXIAL_THETA)
         spec.check_window_local_coords('PESwinTransformer')
-        pretrain_img_size = to_2tuple(pretrain_img_size)
+        owner = 'PESwinTransformer'
+        for name, value in (('in_channels', in_channels), ('embed_dims', embed_dims), ('patch_size', patch_size)):
+            check_int(owner, name, value, 1)
+        pretrain_img_size = check_size(owner, 'pretrain_img_size', pretrain_img_size, patch_size, 'patch_size')
+        check_ints(owner, 'depths', depths, 1)
+        check_ints(owner, 'num_heads', num_heads, 1)
+        check_ints(owner, 'strides', strides, 1)
+        check_ints(owner, 'out_indices', out_indices, 0, len(depths) - 1)
+        check_int(owner, 'frozen_stages', frozen_stages, -1, len(depths))
+        check_number(owner, 'mlp_ratio', mlp_ratio, 0.0, low_open=True)
+        check_drop_rates(owner, drop_rate=drop_rate, attn_drop_rate=attn_drop_rate, drop_path_rate=drop_path_rate)
+        if qk_scale is not None:
+            check_number(owner, 'qk_scale', qk_scale, 0.0, low_open=True)
+        for name, value in (('qkv_bias', qkv_bias), ('patch_norm', patch_norm), ('with_cp', with_cp),
+                            ('convert_weights', convert_weights), ('use_abs_pos_embed', use_abs_pos_embed),
+                            ('mask_padding', mask_padding)):
+            check_bool(owner, name, value)
         num_stages = len(depths)
-        self._check_config(spec=spec, pretrain_img_size=pretrain_img_size, in_channels=in_channels,
-                           embed_dims=embed_dims, patch_size=patch_size, window_size=window_size, depths=depths,
-                           num_heads=num_heads, strides=strides, out_indices=out_indices,
-                           frozen_stages=frozen_stages, use_abs_pos_embed=use_abs_pos_embed, window_fit=window_fit)
-        if not isinstance(mask_padding, bool):
-            raise ValueError(f'PESwinTransformer: mask_padding must be True or False, got {mask_padding!r}')
+        self._check_config(spec=spec, pretrain_img_size=pretrain_img_size, embed_dims=embed_dims,
+                           patch_size=patch_size, window_size=window_size, depths=depths, num_heads=num_heads,
+                           strides=strides, use_abs_pos_embed=use_abs_pos_embed, window_fit=window_fit)
         self.pos_embed_spec = spec
         self.in_channels = in_channels
         self.patch_size = patch_size
@@ -361,14 +374,13 @@ class PESwinTransformer(BaseModule):
         self._freeze_stages()
 
     @staticmethod
-    def _check_config(*, spec, pretrain_img_size, in_channels, embed_dims, patch_size, window_size, depths, num_heads,
-                      strides, out_indices, frozen_stages, use_abs_pos_embed, window_fit) -> None:
+    def _check_config(*, spec, pretrain_img_size, embed_dims, patch_size, window_size, depths, num_heads, strides,
+                      use_abs_pos_embed, window_fit) -> None:
+        """The rules between arguments (each argument's type and range are checked before)."""
         num_stages = len(depths)
         if use_abs_pos_embed:
             raise ValueError("PESwinTransformer: use_abs_pos_embed=True is not supported; "
                              "use pos_embed=dict(type='ape') for a learned absolute encoding")
-        if not (isinstance(in_channels, int) and in_channels >= 1):
-            raise ValueError(f'PESwinTransformer: in_channels must be a positive int, got {in_channels!r}')
         if len(num_heads) != num_stages or len(strides) != num_stages:
             raise ValueError(f'PESwinTransformer: depths, num_heads and strides need one entry per stage, got '
                              f'depths={tuple(depths)}, num_heads={tuple(num_heads)}, strides={tuple(strides)}')
@@ -379,7 +391,7 @@ class PESwinTransformer(BaseModule):
             raise ValueError(f'PESwinTransformer: strides[1:] must be 2 (patch merging of 2x2 neighbours), got '
                              f'strides={tuple(strides)}')
         grid = (pretrain_img_size[0] // patch_size, pretrain_img_size[1] // patch_size)
-        if not (isinstance(window_size, int) and 1 <= window_size <= min(grid)):
+        if not (is_int(window_size) and 1 <= window_size <= min(grid)):
             raise ValueError(f'PESwinTransformer: window_size must be an int from 1 to the pretraining patch grid '
                              f'{grid[0]}x{grid[1]} (pretrain_img_size={tuple(pretrain_img_size)}, '
                              f'patch_size={patch_size}), got window_size={window_size!r}')
@@ -393,11 +405,6 @@ class PESwinTransformer(BaseModule):
                 raise ValueError(f"PESwinTransformer: pos_embed type={spec.type!r} needs a head dimension divisible by "
                                  f"4, but stage {i} has embed_dims * 2**{i} / num_heads[{i}] = {dims} / {heads} "
                                  f"= {dims // heads}; change embed_dims or num_heads")
-        bad = [i for i in out_indices if not 0 <= i < num_stages]
-        if bad:
-            raise ValueError(f'PESwinTransformer: out_indices must be in 0..{num_stages - 1}, got {tuple(out_indices)}')
-        if not -1 <= frozen_stages <= num_stages:
-            raise ValueError(f'PESwinTransformer: frozen_stages must be in -1..{num_stages}, got {frozen_stages}')
 
     # --- state-dict keys: exactly mmdet's -------------------------------------------------
     @staticmethod

@@ -14,6 +14,7 @@ from ..pos_embed.cache import table_cache
 from ..pos_embed.grid import HW, crop_to_tokens, pad_to_multiple, patch_embed_input
 from ..pos_embed.rope import IDENTITY, Affine, coords_affine
 from .attention import PosAttention
+from .checks import check_bool, check_drop_rates, check_int, check_ints, check_number, check_size, is_int
 from .registry import register_model
 
 VIT_ENCODINGS = BACKBONE_ENCODINGS['vit']
@@ -201,27 +202,35 @@ class PEVisionTransformer(BaseModule):
         if spec.type not in VIT_ENCODINGS:
             raise ValueError(f'PEVisionTransformer pos_embed type={spec.type!r} is not supported; accepted: '
                              f'{", ".join(map(repr, VIT_ENCODINGS))}')
+        owner = 'PEVisionTransformer'
+        for name, value in (('patch_size', patch_size), ('in_channels', in_channels), ('embed_dims', embed_dims),
+                            ('depth', depth), ('num_heads', num_heads)):
+            check_int(owner, name, value, 1)
+        if embed_dims % num_heads:
+            raise ValueError(f'{owner}: embed_dims={embed_dims} must be divisible by num_heads={num_heads}')
+        img_size = check_size(owner, 'img_size', img_size, patch_size, 'patch_size')
+        check_number(owner, 'mlp_ratio', mlp_ratio, 0.0, low_open=True)
+        check_drop_rates(owner, drop_rate=drop_rate, attn_drop_rate=attn_drop_rate, drop_path_rate=drop_path_rate)
+        if layer_scale_init_value is not None:
+            check_number(owner, 'layer_scale_init_value', layer_scale_init_value, 0.0, low_open=True)
+        check_number(owner, 'norm_eps', norm_eps, 0.0, low_open=True)
+        for name, value in (('qkv_bias', qkv_bias), ('with_cls_token', with_cls_token), ('final_norm', final_norm),
+                            ('with_cp', with_cp), ('mask_k_bias', mask_k_bias)):
+            check_bool(owner, name, value)
+        check_int(owner, 'window_size', window_size, 0)
+        check_int(owner, 'num_reg_tokens', num_reg_tokens, 0)
+        check_int(owner, 'swiglu_align_to', swiglu_align_to, 0)
+        out_indices = [out_indices] if is_int(out_indices) else out_indices
+        check_ints(owner, 'out_indices', out_indices, -depth, depth - 1)
+        check_ints(owner, 'global_attn_indices', global_attn_indices, 0, depth - 1, min_len=0)
+        check_int(owner, 'frozen_stages', frozen_stages, -1, depth)
         if window_size:
             spec.check_window_local_coords(f'PEVisionTransformer with window_size={window_size}', WINDOW_COORDS)
         if mlp_type not in MLP_TYPES:
             raise ValueError(f'mlp_type={mlp_type!r} is not supported; accepted: {", ".join(map(repr, MLP_TYPES))}')
-        if swiglu_align_to < 0 or (swiglu_align_to and mlp_type != 'swiglu'):
+        if swiglu_align_to and mlp_type != 'swiglu':
             raise ValueError(f"swiglu_align_to={swiglu_align_to} must be 0, or positive with mlp_type='swiglu' "
                              f'(got mlp_type={mlp_type!r})')
-        if num_reg_tokens < 0:
-            raise ValueError(f'num_reg_tokens={num_reg_tokens} must be 0 or positive')
-        img_size = (img_size, img_size) if isinstance(img_size, int) else tuple(img_size)
-        if min(img_size) < patch_size:
-            raise ValueError(f'img_size={img_size} must be at least patch_size={patch_size}')
-        out_indices = [out_indices] if isinstance(out_indices, int) else list(out_indices)
-        if any(not -depth <= i < depth for i in out_indices):
-            raise ValueError(f'out_indices={out_indices} must index blocks in [-{depth}, {depth})')
-        if any(not 0 <= i < depth for i in global_attn_indices):
-            raise ValueError(f'global_attn_indices={tuple(global_attn_indices)} must index blocks in [0, {depth})')
-        if not -1 <= frozen_stages <= depth:
-            raise ValueError(f'frozen_stages={frozen_stages} must be in [-1, depth={depth}]')
-        if window_size < 0:
-            raise ValueError(f'window_size={window_size} must be 0 (global attention) or positive')
 
         self.pos_embed_spec = spec
         self.patch_size = patch_size

@@ -3,9 +3,13 @@ default, validated. A backbone parses its config into a spec at construction and
 everything that needs the encoding (the token and attention builders, its blocks, the checkpoint
 converters); nothing parses the dict again."""
 import dataclasses
+import difflib
+import math
+import numbers
 from dataclasses import dataclass, field
 from typing import Optional, Tuple
 
+from .absolute import LOOPE_CONTEXTS
 from .rope import AXES, COORDS, NORMALIZE_COORDS, PAIRINGS, SCALINGS, RoPEScaling
 
 # The parameters each encoding type accepts; a spec keeps the others at their field defaults, where they act on
@@ -35,24 +39,37 @@ def format_choices(values) -> str:
     return ', '.join(repr(v) for v in values)
 
 
+def _closest(name, accepted) -> str:
+    """' (did you mean X?)' for the accepted name closest to a misspelled ``name``, else ''."""
+    close = difflib.get_close_matches(name, [str(a) for a in accepted], n=1) if isinstance(name, str) else []
+    return f' (did you mean {close[0]!r}?)' if close else ''
+
+
+def _is_number(value) -> bool:
+    """A finite real number (not a bool)."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def _check_choice(name: str, value, accepted) -> None:
-    if value not in accepted:
-        raise ValueError(f'pos_embed {name}={value!r} is not supported; accepted: {format_choices(accepted)}')
+    if not isinstance(value, str) or value not in accepted:
+        raise ValueError(f'pos_embed {name}={value!r} is not supported; accepted: {format_choices(accepted)}'
+                         f'{_closest(value, accepted)}')
 
 
 def _check_type(kind) -> None:
-    if kind not in PARAMETERS:
+    if not isinstance(kind, str) or kind not in PARAMETERS:
         raise ValueError(f'pos_embed type={kind!r} is not supported; '
-                         f'accepted types: {format_choices(PARAMETERS)}')
+                         f'accepted types: {format_choices(PARAMETERS)}{_closest(kind, PARAMETERS)}')
 
 
 def _check_parameters(kind: str, names) -> None:
-    """ValueError when ``names`` (given parameters) hold one that type ``kind`` does not take."""
-    unknown = sorted(set(names) - set(PARAMETERS[kind]))
+    """ValueError when ``names`` (given parameters) hold one that type ``kind`` does not take; a misspelled
+    one names the closest accepted name."""
+    unknown = sorted(set(names) - set(PARAMETERS[kind]), key=repr)
     if unknown:
         accepted = format_choices(PARAMETERS[kind]) if PARAMETERS[kind] else 'none'
         raise ValueError(f'pos_embed type={kind!r} got unknown parameter(s) {format_choices(unknown)}; '
-                         f'accepted: {accepted}')
+                         f'accepted: {accepted}' + ''.join(_closest(name, PARAMETERS[kind]) for name in unknown))
 
 
 def _parse_coord_aug(aug) -> Optional[dict]:
@@ -63,14 +80,14 @@ def _parse_coord_aug(aug) -> Optional[dict]:
     if not isinstance(aug, dict):
         raise ValueError(f'pos_embed coord_aug must be None or a dict with keys {format_choices(COORD_AUG)}, '
                          f'got {aug!r}')
-    unknown = sorted(set(aug) - set(COORD_AUG))
+    unknown = sorted(set(aug) - set(COORD_AUG), key=repr)
     if unknown:
         raise ValueError(f'pos_embed coord_aug got unknown key(s) {format_choices(unknown)}; '
-                         f'accepted: {format_choices(COORD_AUG)}')
+                         f'accepted: {format_choices(COORD_AUG)}' + ''.join(_closest(k, COORD_AUG) for k in unknown))
     aug = {**COORD_AUG, **aug}
     for key, low in COORD_AUG.items():  # each no-op value is also the lowest accepted one
         value = aug[key]
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value < float('inf'):
+        if not (_is_number(value) and value >= low):
             raise ValueError(f'pos_embed coord_aug {key} must be a finite number >= {low:g}, got {value!r}')
         aug[key] = float(value)
     return aug
@@ -155,8 +172,13 @@ class PosEmbedSpec:
             if getattr(self, name) is None:
                 object.__setattr__(self, name, value)
         theta = self.theta
-        if theta is not None and not (isinstance(theta, (int, float)) and theta > 0):
-            raise ValueError(f'pos_embed theta must be a positive number, got {theta!r}')
+        if theta is not None and not (_is_number(theta) and theta > 0):
+            raise ValueError(f'pos_embed theta must be a finite positive number, got {theta!r}')
+        for name in ('with_ape', 'embed_prefix'):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f'pos_embed {name} must be True or False, got {getattr(self, name)!r}')
+        if self.type == 'loope':
+            _check_choice('context', self.context, LOOPE_CONTEXTS)
         if self.is_rope:
             _check_choice('coords', self.coords, COORDS)
             _check_choice('normalize_coords', self.normalize_coords, NORMALIZE_COORDS)
