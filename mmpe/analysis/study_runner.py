@@ -168,7 +168,7 @@ class Run:
 
     @property
     def pending_evaluations(self) -> List[Optional[EvalVariant]]:
-        """The evaluations without their multires.csv: None for the one at the study's scales, then variants."""
+        """The evaluations still without a multires.csv (None stands for the one at the study's scales)."""
         return [v for v in (None, *self.variants) if not self.has(osp.join(self.eval_dir(v), 'multires.csv'))]
 
     @property

@@ -58,7 +58,7 @@ class RoPEScaling:
     - 'ntk' (NTK-aware, RoPE-Axial only): theta_a = theta s_a^(D / (D - 2)), D = d/2 channels per axis, so
       mag_k becomes mag_k s_a^(-2k / (D - 2)): the highest frequency kept, the lowest interpolated.
     - 'yarn': f ((1 - g) / s_a + g), g = clamp((r - beta_slow) / (beta_fast - beta_slow), 0, 1) of
-      r = T_a |f| / (2 pi), the turns f makes across the training grid: frequencies that turn more than
+      r = T_a abs(f) / (2 pi), the turns f makes across the training grid: frequencies that turn more than
       beta_fast times are kept, fewer than beta_slow interpolated, a linear blend in r between; q and k
       are also multiplied by 0.1 ln(max(s_x, s_y)) + 1 (YaRN's attention temperature).
     """
