@@ -17,7 +17,7 @@ from rich.console import Console
 from mmpe.analysis import progress as progress_module
 from mmpe.analysis import study_runner
 from mmpe.analysis.launchers import Launcher
-from mmpe.analysis.progress import Item, Progress
+from mmpe.analysis.progress import PLAIN_LINE, Item, Progress
 from mmpe.analysis.study import tta_views
 from mmpe.engine.launch import launched_as_main
 
@@ -214,6 +214,7 @@ def test_study_runner_shows_the_progress_of_its_runs(tmp_path, monkeypatch, caps
         f'{label.format("rope_mixed")} (0:00:00)',
         '[12:00:00] study: 3/3 runs done (1 skipped), elapsed 0:04:00, ETA 0:00:00',
     ]
+    assert all(PLAIN_LINE.match(line) for line in lines)  # what faults.study_place leaves out
 
 
 def write_multires(run_dir: str) -> None:

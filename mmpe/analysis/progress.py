@@ -10,6 +10,7 @@ age (at least 0). The items left are laid out in order on the ``jobs`` slots, ea
 when it frees (as a thread pool does); the ETA is when the last slot frees.
 """
 import heapq
+import re
 import sys
 import threading
 import time
@@ -25,6 +26,7 @@ PLAIN_INTERVAL = 10.0  # seconds between plain progress lines, at least
 WAITING, IN_FLIGHT, MEASURED, SKIPPED, FAILED = 'waiting', 'in flight', 'measured', 'skipped', 'failed'
 FINAL = (MEASURED, SKIPPED, FAILED)
 REFRESH_PER_SECOND = 2  # rich's redraws
+PLAIN_LINE = re.compile(r'\[\d\d:\d\d:\d\d\] [^:]+: \d+/\d+ \S+ done\b')  # what ``Progress.line`` prints
 
 
 @dataclass(frozen=True)
