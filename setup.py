@@ -39,6 +39,8 @@ setup(
         'numpy>=2.0',  # numpy._core (mmpe.converters.checkpoint.NUMPY_GLOBALS)
         # mmengine resolves mmdet::/mmseg:: configs through pkg_resources (gone in setuptools 81).
         'setuptools>=77,<81',
+        # mmpe.analysis.progress (live progress of studies and benchmarks); mmengine requires it too.
+        'rich',
         # imported by mmseg without being declared.
         'ftfy',
         'regex',

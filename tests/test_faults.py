@@ -41,6 +41,8 @@ def test_landing(events, place):
     ('', 'startup'), ('[10:00:01] a.py / ape / seed 0: train\n', 'training'),
     ('[10:00:01] a.py / ape / seed 0: train (resume from w/iter_2.pth)\n', 'training'),
     ('[10:00:01] a.py / ape / seed 0: train done in 3 s\n', 'between steps'),
+    ('[10:00:01] a.py / ape / seed 0: train\n[10:00:02] study: 1/2 runs done, elapsed 0:00:03, ETA 0:00:03; 1 in '
+     'flight: b.py / ape / seed 0 (0:00:00)\n', 'training'),  # a progress line (another run's) is no step
     ('[10:00:04] a.py / ape / seed 0: evaluate iter_8.pth at scales [1.0]\n', 'evaluation'),
     ('[10:00:09] a.py / ape / seed 0: evaluated already, skipped\n', 'between steps'),
     ('[10:00:09] collect results into out\n', 'collection'), ('study done in 9 s (this invocation)\n', 'shutdown'),

@@ -106,8 +106,9 @@ def test_test_tool_and_eval_multires_run_tta_on_the_synthetic_ade_set(tmp_path):
     assert 0 <= tta_miou <= 100
 
     out = tmp_path / 'multires'
-    run(['tools/analysis_tools/eval_multires.py', DEMO_SEG, str(checkpoint), '--scales', '1', '--tta',
-         '--out', str(out), '--work-dir', str(tmp_path / 'eval')], env)
+    log = run(['tools/analysis_tools/eval_multires.py', DEMO_SEG, str(checkpoint), '--scales', '1', '--tta',
+               '--out', str(out), '--work-dir', str(tmp_path / 'eval')], env)
+    assert '] eval_multires: 2/2 evaluations done, elapsed ' in log  # progress off a terminal: plain lines
     rows = read_csv(str(out / 'multires.csv'))
     assert [row['scale'] for row in rows] == [1.0, TTA]
     assert rows[1]['mIoU'] == pytest.approx(tta_miou, abs=0.01)  # tools/test.py logs 2 decimals

@@ -403,8 +403,9 @@ def test_compare_encodings_quick(tmp_path, config, metrics):
     encodings = ['none', "ax={'type': 'rope_axial', 'theta': 10.0}"] if config == SEG else ['rope_mixed']
     command = [sys.executable, 'tools/analysis_tools/compare_encodings.py', config, '--encodings', *encodings,
                '--seeds', '0', '--work-dir', str(work), '--out', str(out), '--flops-size', '64', '80', '--quick']
-    run(command, env)
+    log = run(command, env)
     names = [e.split('=')[0] for e in encodings]
+    assert f'] study: {len(names)}/{len(names)} runs done, elapsed ' in log  # mmpe.analysis.progress, plain lines
 
     stem = osp.splitext(osp.basename(config))[0]
     for name in names:  # eval_multires.py: one row per scale
@@ -429,3 +430,4 @@ def test_compare_encodings_quick(tmp_path, config, metrics):
     if config == SEG:  # an interrupted study resumes: finished runs are skipped
         log = run(command, env)
         assert log.count('evaluated already, skipped') == len(names)
+        assert f'] study: {len(names)}/{len(names)} runs done ({len(names)} skipped), elapsed ' in log

@@ -13,6 +13,7 @@ from typing import Callable, Dict, List, Optional
 
 import torch
 
+from .progress import Item, Progress
 from .report import pyplot, write_table
 
 MALLOC_ENV = {'MALLOC_MMAP_THRESHOLD_': '65536', 'MALLOC_TRIM_THRESHOLD_': '0'}
@@ -36,17 +37,23 @@ def _sync(device) -> None:
 
 
 def time_interleaved(cases: Dict[str, Callable[[], object]], warmup: int = 2, repeats: int = 7,
-                     device='cpu') -> Dict[str, float]:
-    """Median seconds per call of each zero-argument callable, repeats interleaved."""
-    for fn in cases.values():
-        for _ in range(warmup):
-            fn()
+                     device='cpu', progress: Optional[str] = None) -> Dict[str, float]:
+    """Median seconds per call of each zero-argument callable: ``warmup`` calls of each case, then ``repeats``
+    rounds calling every case. ``progress``: shows the calls' progress under that description
+    (``mmpe.analysis.progress``; warm-up and timed calls of a case are estimated apart)."""
+    calls = [(name, False) for name in cases for _ in range(warmup)]
+    calls += [(name, True) for _ in range(repeats) for name in cases]
+    items = [Item(f'{name} ({"timed" if timed else "warm-up"})', kind=(name, timed)) for name, timed in calls]
     times = {name: [] for name in cases}
-    for _ in range(repeats):
-        for name, fn in cases.items():
+    with Progress(progress or 'timing', items, unit='calls', show=progress is not None,
+                  live=False) as shown:
+        for name, timed in shown.track(calls):
+            if not timed:
+                cases[name]()
+                continue
             _sync(device)
             start = time.perf_counter()
-            fn()
+            cases[name]()
             _sync(device)
             times[name].append(time.perf_counter() - start)
     return {name: statistics.median(t) for name, t in times.items()}
@@ -105,6 +112,14 @@ def cuda_peak_memory_mb(step: Callable[[], object]) -> float:
     step()
     torch.cuda.synchronize()
     return (torch.cuda.max_memory_allocated() - base) / 2 ** 20
+
+
+def peak_memory_mb(device: str, setup: Callable, *args) -> float:
+    """Peak memory (MiB) of one call of ``step = setup(*args)`` on ``device``: ``cpu_peak_memory_mb`` on CPU
+    (``setup`` module-level), else ``cuda_peak_memory_mb``."""
+    if torch.device(device).type == 'cpu':
+        return cpu_peak_memory_mb(setup, *args)
+    return cuda_peak_memory_mb(setup(*args))
 
 
 def report(rows: List[dict], baseline_of: Callable[[dict], Optional[dict]], value: str, out_prefix: str,

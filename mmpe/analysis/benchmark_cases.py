@@ -14,7 +14,7 @@ import inspect
 import os
 import random
 import time
-from typing import Callable, Dict, List, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import timm
 import torch
@@ -24,7 +24,8 @@ from ..models import PESwinTransformer, PEVisionTransformer
 from ..pos_embed import TABLE_CACHES, RoPEAxial, RoPEMixed, gilbert_order, mixed_cos_sin, rope_coords, rotate_pairs
 from ..pos_embed.grid import HW
 from ..testing import gilbert2d_reference
-from .benchmark import cpu_peak_memory_mb, cuda_peak_memory_mb, report, small_backbone, status_mb, time_interleaved
+from .benchmark import peak_memory_mb, report, small_backbone, status_mb, time_interleaved
+from .progress import Item, Progress
 
 # ----------------------------------------------------------------------------- RoPE rotation against timm
 
@@ -101,7 +102,7 @@ def rope_benchmark(*, grid: HW, batch: int, heads: int, head_dim: int, prefix: i
             device=device).items()})
     with torch.no_grad():
         times = time_interleaved({' / '.join(key): fn for key, fn in cases.items()}, warmup=warmup,
-                                 repeats=repeats, device=device)
+                                 repeats=repeats, device=device, progress='RoPE rotation')
     rows = [dict(zip(('dtype', 'encoding', 'impl', 'work'), key), ms=times[' / '.join(key)] * 1e3) for key in cases]
 
     def timm_row(row, work):
@@ -133,7 +134,7 @@ def gilbert_benchmark(shapes: Sequence[str], *, repeats: int, warmup: int, out: 
             raise RuntimeError(f'gilbert_order differs from the recursive gilbert2d at {shape}')
         cases[f'{shape} / recursive'] = lambda hw=hw: recursive(*hw)
         cases[f'{shape} / vectorised'] = lambda hw=hw: vectorised(*hw)
-    times = time_interleaved(cases, warmup=warmup, repeats=repeats)
+    times = time_interleaved(cases, warmup=warmup, repeats=repeats, progress='Gilbert order')
     rows = [dict(zip(('shape', 'impl'), name.split(' / ')), ms=t * 1e3) for name, t in times.items()]
     by_name = {(row['shape'], row['impl']): row for row in rows}
     report(rows, lambda row: by_name[row['shape'], 'recursive'], 'ms', os.path.join(out, 'gilbert'),
@@ -200,12 +201,12 @@ def vit_benchmark(*, size: HW, arch: str, repeats: int, warmup: int, device: str
 
     cases = [*VIT_CASES, TIMM_CASE]
     rows = []
-    for train in [mode == 'forward+backward' for mode in modes]:
+    for mode in modes:
+        train = mode == 'forward+backward'
         compiled = [COMPILED + 'APE', COMPILED + 'RoPE-Mixed'] if train and compile else []
         steps = {case: vit_step(case, arch, size, device, train) for case in cases + compiled}
-        times = time_interleaved(steps, warmup=warmup, repeats=repeats, device=device)
-        rows += [dict(encoding=case, mode='forward+backward' if train else 'forward', seconds=times[case])
-                 for case in steps]
+        times = time_interleaved(steps, warmup=warmup, repeats=repeats, device=device, progress=f'ViT {mode}')
+        rows += [dict(encoding=case, mode=mode, seconds=times[case]) for case in steps]
         del steps
 
     def same_mode(baseline):
@@ -222,13 +223,9 @@ def vit_benchmark(*, size: HW, arch: str, repeats: int, warmup: int, device: str
                f'mmpe RoPE-Mixed vs timm Eva ({setting})')
 
     if memory:
-        peaks = []
-        for case in cases:
-            if device == 'cpu':
-                peak = cpu_peak_memory_mb(vit_train_step, case, arch, size, device)
-            else:
-                peak = cuda_peak_memory_mb(vit_step(case, arch, size, device, train=True))
-            peaks.append(dict(encoding=case, peak_mb=peak))
+        with Progress('ViT training-step memory', [Item(case) for case in cases], unit='cases') as progress:
+            peaks = [dict(encoding=case, peak_mb=peak_memory_mb(device, vit_train_step, case, arch, size, device))
+                     for case in progress.track(cases)]
         report(peaks, lambda row: peaks[0], 'peak_mb', os.path.join(out, 'train_step_memory'),
                f'Peak memory of a training step, ratio to APE ({setting})')
 
@@ -288,13 +285,14 @@ def swin_benchmark(*, size: HW, batch: int, repeats: int, warmup: int, device: s
             model.eval()  # mmdet's SwinTransformer.train() returns None, so no chaining
         models['mmpe rpb'].load_state_dict(models[SWIN_BASELINE].state_dict())  # same weights, same outputs
 
-        forward = time_interleaved({n: forward_step(m, images) for n, m in models.items()}, warmup, repeats, device)
+        forward = time_interleaved({n: forward_step(m, images) for n, m in models.items()}, warmup, repeats, device,
+                                   progress='Swin-T forward')
         rows = [dict(model=n, input=shape, forward_s=t) for n, t in forward.items()]
         report(rows, model_row(rows, SWIN_BASELINE), 'forward_s', os.path.join(out_dir, 'forward'),
                f'Swin-T forward, {setting}; ratio to mmdet')
 
         train = {n: swin_train_step(n, size, batch, device) for n in SWIN_MODELS}
-        fwd_bwd = time_interleaved(train, warmup, repeats, device)
+        fwd_bwd = time_interleaved(train, warmup, repeats, device, progress='Swin-T forward+backward')
         rows = [dict(model=n, input=shape, forward_backward_s=t, vs_rpb=round(t / fwd_bwd['mmpe rpb'], 3))
                 for n, t in fwd_bwd.items()]
         report(rows, model_row(rows, SWIN_BASELINE), 'forward_backward_s', os.path.join(out_dir, 'forward_backward'),
@@ -303,13 +301,10 @@ def swin_benchmark(*, size: HW, batch: int, repeats: int, warmup: int, device: s
 
     if 'memory' in skip:
         return
-    rows = []
-    for name in SWIN_MODELS:
-        if device == 'cpu':
-            peak = cpu_peak_memory_mb(swin_train_step, name, size, batch, device)
-        else:
-            peak = cuda_peak_memory_mb(swin_train_step(name, size, batch, device))
-        rows.append(dict(model=name, input=shape, peak_train_mem_mb=peak))
+    with Progress('Swin-T training-step memory', [Item(name) for name in SWIN_MODELS], unit='models') as progress:
+        rows = [dict(model=name, input=shape, peak_train_mem_mb=peak_memory_mb(device, swin_train_step, name, size,
+                                                                               batch, device))
+                for name in progress.track(SWIN_MODELS)]
     for row in rows:
         row['vs_mmdet'] = round(row['peak_train_mem_mb'] / rows[0]['peak_train_mem_mb'], 3)
     report(rows, model_row(rows, 'mmpe rpb'), 'peak_train_mem_mb', os.path.join(out_dir, 'train_memory'),
@@ -323,8 +318,9 @@ SOAK_SWIN_ENCODINGS = ('rpb', 'rope_mixed', 'loope')
 SOAK_MODELS = [f'vit-{e}' for e in SOAK_VIT_ENCODINGS] + [f'swin-{e}' for e in SOAK_SWIN_ENCODINGS]
 
 
-def soak(name: str, num_shapes: int, warmup: int, seed: int = 0) -> dict:
-    """Train-step ``num_shapes`` distinct random shapes through model ``name``; memory and cache sizes."""
+def soak(name: str, num_shapes: int, warmup: int, seed: int = 0, progress: Optional[Progress] = None) -> dict:
+    """Train-step ``num_shapes`` distinct random shapes through model ``name``; memory and cache sizes.
+    ``progress``: its next ``num_shapes`` items are the steps."""
     torch.manual_seed(seed)
     model = small_backbone(name).train()
     gen = torch.Generator().manual_seed(seed)
@@ -338,7 +334,7 @@ def soak(name: str, num_shapes: int, warmup: int, seed: int = 0) -> dict:
         cache.clear()
     largest = {key: 0 for key in TABLE_CACHES}
     after_warmup = None
-    for i, (h, w) in enumerate(shapes):
+    for i, (h, w) in enumerate(progress.track(shapes) if progress else shapes):
         outs = model(torch.randn(1, 3, h, w))
         sum(out.float().mean() for out in outs).backward()
         model.zero_grad(set_to_none=True)
@@ -359,9 +355,11 @@ def memory_soak(models: Sequence[str], *, shapes: int, warmup: int, out: str) ->
     ``MALLOC_ENV`` (glibc returns freed blocks at once, so resident memory follows the live tensors)."""
     os.makedirs(out, exist_ok=True)
     rows = []
-    for name in models:
-        rows.append(soak(name, shapes, warmup))
-        print(rows[-1], flush=True)
+    items = [Item(f'{name} step {k + 1}/{shapes}', kind=name) for name in models for k in range(shapes)]
+    with Progress('memory soak', items, unit='steps') as progress:
+        for name in models:
+            rows.append(soak(name, shapes, warmup, progress=progress))
+            print(rows[-1], flush=True)
     report(rows, lambda row: None, 'growth_mb', os.path.join(out, 'memory_soak'),
            f'Resident memory over {shapes} distinct input shapes (64..512 px), training steps, '
            f'after {warmup} warm-up shapes')
@@ -391,19 +389,21 @@ def count_recompiles(models: Sequence[str], *, sizes: int, out: str) -> None:
     os.makedirs(out, exist_ok=True)
     hw_sizes = dino_sizes(sizes)
     rows = []
-    for name in models:
-        torch._dynamo.reset()
-        counters.clear()
-        model = torch.compile(small_backbone(name).train())
-        start = time.perf_counter()
-        for h, w in hw_sizes:
-            sum(y.mean() for y in model(torch.randn(1, 3, h, w))).backward()
-            model.zero_grad(set_to_none=True)
-        rows.append(dict(model=name, sizes=len(hw_sizes), distinct_sizes=len(set(hw_sizes)),
-                         graphs_compiled=counters['stats']['unique_graphs'],
-                         graph_breaks=sum(counters['graph_break'].values()),
-                         seconds=time.perf_counter() - start))
-        print(rows[-1], flush=True)
+    items = [Item(f'{name} {h}x{w}', kind=name) for name in models for h, w in hw_sizes]
+    with Progress('compiled training steps', items, unit='steps') as progress:
+        for name in models:
+            torch._dynamo.reset()
+            counters.clear()
+            model = torch.compile(small_backbone(name).train())
+            start = time.perf_counter()
+            for h, w in progress.track(hw_sizes):
+                sum(y.mean() for y in model(torch.randn(1, 3, h, w))).backward()
+                model.zero_grad(set_to_none=True)
+            rows.append(dict(model=name, sizes=len(hw_sizes), distinct_sizes=len(set(hw_sizes)),
+                             graphs_compiled=counters['stats']['unique_graphs'],
+                             graph_breaks=sum(counters['graph_break'].values()),
+                             seconds=time.perf_counter() - start))
+            print(rows[-1], flush=True)
     report(rows, lambda row: None, 'graphs_compiled', os.path.join(out, 'recompiles'),
            f'torch.compile graphs over {len(hw_sizes)} DINO-like input sizes (training steps, '
            f'torch {torch.__version__})')

@@ -45,6 +45,7 @@ from mmengine.registry import HOOKS
 
 from ..engine import checkpoints
 from ..engine.checkpoints import LAST_CHECKPOINT, partial_path, resume_checkpoint
+from .progress import PLAIN_LINE
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 TRAIN = osp.join(ROOT, 'tools', 'train.py')
@@ -534,14 +535,14 @@ def kill_rows(results: Sequence[RunResult]) -> List[dict]:
 COMPARE = osp.join(ROOT, 'tools', 'analysis_tools', 'compare_encodings.py')
 # Columns of collect_results.py's tables measured in wall-clock time: they differ from run to run.
 MEASURED_COLUMNS = ('s/iter', 'memory (MB)')
-# Where a kill of compare_encodings.py lands, from the last progress line it printed.
+# Where a kill of compare_encodings.py lands, from the last step line it printed (its progress lines say no step).
 STUDY_PLACES = ('startup', 'training', 'evaluation', 'between steps', 'collection', 'shutdown')
 
 
 def study_place(output: str) -> str:
     """Where a kill of compare_encodings.py landed (one of ``STUDY_PLACES``), from its output so far."""
-    lines = [line for line in output.splitlines() if re.match(r'\[\d\d:\d\d:\d\d\] ', line) or
-             line.startswith('study done')]
+    lines = [line for line in output.splitlines() if (re.match(r'\[\d\d:\d\d:\d\d\] ', line) and
+             not PLAIN_LINE.match(line)) or line.startswith('study done')]
     if not lines:
         return 'startup'
     last = lines[-1]

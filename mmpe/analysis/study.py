@@ -20,8 +20,9 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from mmengine.dist import is_main_process
 
-from ..engine.launch import build_runner, tta_config
+from ..engine.launch import build_runner, launched_as_main, tta_config
 from ..pos_embed import ENCODING_PRESETS
+from .progress import Item, Progress
 from .report import pyplot, write_table
 
 
@@ -210,6 +211,13 @@ def plot_metrics(rows: List[Dict], path: str, title: str) -> None:
     plt.close(fig)
 
 
+def tta_views(cfg) -> int:
+    """Views per test image of the test pipeline's TestTimeAug transforms (the product of the numbers of
+    choices of each step; 1 without one)."""
+    return math.prod(len(choices) for transform in cfg.test_dataloader.dataset.pipeline
+                     if transform['type'].split('.')[-1] == 'TestTimeAug' for choices in transform['transforms'])
+
+
 def evaluate_scales(cfg, *, config: str, checkpoint: str, scales: Sequence[float], tta: bool = False,
                     out: Optional[str] = None) -> List[Dict]:
     """eval_multires.py: test ``checkpoint`` with ``cfg`` (the loaded ``config`` file) at every test scale
@@ -217,23 +225,32 @@ def evaluate_scales(cfg, *, config: str, checkpoint: str, scales: Sequence[float
     augmentation as tools/test.py --tta runs it (the row 'tta'; a config without one fails before testing).
     The main process writes to ``out`` (default WORK_DIR/multires): multires.md/.csv (a row per scale,
     a column per metric), multires.png, run.json (``run_info``, config and checkpoint paths) and config.py
-    (the config at scale 1). Returns the rows."""
+    (the config at scale 1). Returns the rows.
+
+    The main process shows the progress of the evaluations (``mmpe.analysis.progress``); the ETA counts an
+    evaluation at scale s as s ** 2 times one at scale 1 (pixels), the 'tta' row as one per view (``tta_views``)."""
     augmented = tta_config(cfg, config) if tta else None
     out = out or osp.join(cfg.work_dir, MULTIRES)
     stamp = time.strftime('%Y%m%d_%H%M%S')
+    items = [Item(f'scale {scale:g}', work=scale ** 2) for scale in scales]
+    items += [Item(TTA, work=tta_views(augmented))] if augmented is not None else []
     rows = []
-    for scale in scales:
-        scaled = scale_test_cfg(cfg, scale)
-        scaled.load_from = checkpoint
-        scaled.work_dir = osp.join(out, f'scale_{scale:g}')
-        scaled.experiment_name = f'multires_{stamp}_scale_{scale:g}'  # one logger/visualizer per runner
-        metrics = build_runner(scaled).test()
-        rows.append(dict(scale=scale, **clean_metrics(metrics)))
-    if augmented is not None:
-        augmented.load_from = checkpoint
-        augmented.work_dir = osp.join(out, TTA)
-        augmented.experiment_name = f'multires_{stamp}_{TTA}'
-        rows.append(dict(scale=TTA, **clean_metrics(build_runner(augmented).test())))
+    with Progress('eval_multires', items, unit='evaluations', show=launched_as_main(cfg.get('launcher', 'none'))) \
+            as progress:
+        for scale in progress.track(scales):
+            scaled = scale_test_cfg(cfg, scale)
+            scaled.load_from = checkpoint
+            scaled.work_dir = osp.join(out, f'scale_{scale:g}')
+            scaled.experiment_name = f'multires_{stamp}_scale_{scale:g}'  # one logger/visualizer per runner
+            metrics = build_runner(scaled).test()
+            rows.append(dict(scale=scale, **clean_metrics(metrics)))
+        if augmented is not None:
+            progress.start(len(scales))
+            augmented.load_from = checkpoint
+            augmented.work_dir = osp.join(out, TTA)
+            augmented.experiment_name = f'multires_{stamp}_{TTA}'
+            rows.append(dict(scale=TTA, **clean_metrics(build_runner(augmented).test())))
+            progress.finish(len(scales))
     if not is_main_process():
         return rows
     info = dict(run_info(cfg), config=osp.abspath(config), checkpoint=osp.abspath(checkpoint))

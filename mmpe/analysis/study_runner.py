@@ -34,6 +34,11 @@ tail of its steps.log and the others go on; the study then collects what finishe
 ``--dry-run`` prints, in order, each run's state and the commands it would run (shell syntax),
 and the collect command; it creates and runs nothing.
 
+Progress (``mmpe.analysis.progress``): runs done / total (skipped: evaluated by an earlier invocation;
+failed), those in flight, elapsed time and an ETA from the times of the runs this invocation trained or
+evaluated (per config; laid out on the ``--max-jobs`` slots), drawn live by rich on a terminal, else a
+plain line at most every 10 s (slurm logs, CI), besides the lines of each step.
+
 Resuming: run the same command again. A run with ``multires/multires.csv`` (a pretraining run: with
 ``train_done``) is skipped; one with
 ``train_done`` is (re-)evaluated (a run that died mid-evaluation has no multires.csv); an
@@ -63,6 +68,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from ..engine.checkpoints import ResumeError, resume_checkpoint
 from .launchers import Launcher, RunLock, base_port
+from .progress import Item, Progress
 from .report import slug
 from .study import MULTIRES, find_runs, parse_encoding
 from .transfer import PRESETS, EvalVariant, Preset, StudyGroup
@@ -255,6 +261,8 @@ class Study:
         pretrainings = [run for run in runs if not run.evaluate]
         self.pretrain_locks = {run.dir: threading.Lock() for run in pretrainings}
         self.pretrain_results: Dict[str, Optional[str]] = {}  # pretraining run dir -> None or its failure
+        self.progress = Progress('study', [Item(run.label, kind=run.config) for run in runs], unit='runs',
+                                 jobs=settings.max_jobs, say=say)
 
     def train_command(self, run: Run, checkpoint: Optional[str]):
         """(env, argv) of training ``run``, resuming from ``checkpoint`` if given."""
@@ -333,8 +341,9 @@ class Study:
         """Train (or resume) and evaluate ``run``, after its pretraining; None, or (printed in full at
         once) why it failed or was not run, whose first line is returned for the final summary."""
         if run.pretrain is not None and self.pretraining(run.pretrain):
+            self.progress.finish(run.index, failed=True)
             return f'{run.label}: not run, its pretraining ({run.pretrain.label}) failed'
-        failure = self.pretraining(run) if not run.evaluate else self.train_and_evaluate(run)
+        failure = self.pretraining(run) if not run.evaluate else self.counted(run)
         if failure is None:
             return None
         say(failure)
@@ -345,8 +354,14 @@ class Study:
         the others waiting for it; None, or why it failed (reported by the pretraining run)."""
         with self.pretrain_locks[run.dir]:
             if run.dir not in self.pretrain_results:
-                self.pretrain_results[run.dir] = self.train_and_evaluate(run)
+                self.pretrain_results[run.dir] = self.counted(run)
             return self.pretrain_results[run.dir]
+
+    def counted(self, run: Run) -> Optional[str]:
+        """``train_and_evaluate(run)``, counted by the study's progress (measured unless skipped or failed)."""
+        failure = self.train_and_evaluate(run)
+        self.progress.finish(run.index, failed=failure is not None)
+        return failure
 
     def train_and_evaluate(self, run: Run) -> Optional[str]:
         """Train (or resume) and evaluate ``run`` under its lock; None, or why it failed or was not run."""
@@ -362,6 +377,7 @@ class Study:
             if run.done:  # finished by another invocation meanwhile
                 say(f'{run.label}: {run.finished}, skipped')
                 return None
+            self.progress.start(run.index)
             pretrained = None
             if run.pretrain is not None:
                 pretrained = resume_checkpoint(run.pretrain.dir)
@@ -490,7 +506,7 @@ def run_study(settings: StudySettings, launcher: Launcher, dry_run: bool = False
         say(f'[{time.strftime("%H:%M:%S")}] write missing data: {shell_line({}, command)}')
         subprocess.check_call(command, stdout=subprocess.DEVNULL)
     study_start = time.time()
-    with ThreadPoolExecutor(max_workers=settings.max_jobs) as pool:
+    with study.progress, ThreadPoolExecutor(max_workers=settings.max_jobs) as pool:
         try:
             failures = [f for f in pool.map(study.execute, runs) if f]
         except KeyboardInterrupt:  # start no more runs; those in flight end with their processes

@@ -25,6 +25,7 @@ from torch import nn
 
 from ..models import PEVisionTransformer
 from ..pos_embed import ENCODING_PRESETS
+from .progress import Item, Progress
 from .report import write_table
 
 NUM_TARGETS = 6
@@ -239,7 +240,8 @@ def three_cell_study(setup: ThreeCellSetup, *, encodings: Sequence[str], seeds: 
     and the data) and tested on one test set shared by all runs. Writes to ``out``: runs.jsonl (one line per
     run; runs already there with the same settings are skipped, so an interrupted study resumes;
     ``table_only``: train nothing), three_cell.md/.csv (group accuracies over seeds and the majority-class
-    row), three_cell_runs.md/.csv (every run) and checkpoints/ENCODING_seedS.pth."""
+    row), three_cell_runs.md/.csv (every run) and checkpoints/ENCODING_seedS.pth. Shows the runs' progress
+    (``mmpe.analysis.progress``; the ETA per encoding)."""
     os.makedirs(out, exist_ok=True)
     log_path = os.path.join(out, 'runs.jsonl')
     done = []
@@ -250,18 +252,24 @@ def three_cell_study(setup: ThreeCellSetup, *, encodings: Sequence[str], seeds: 
     test_images = three_cell_images(coords, setup.grid, setup.cell)
     results = []
     start = time.perf_counter()
-    for encoding in encodings:
-        for seed in seeds:
+    runs = [(encoding, seed) for encoding in encodings for seed in seeds]
+    with Progress('Three-Cell study', [Item(f'{e} seed {s}', kind=e) for e, s in runs], unit='runs',
+                  show=not table_only) as progress:
+        for index, (encoding, seed) in enumerate(runs):
             settings = run_settings(setup, encoding, seed, loope_context)
             previous = [r for r in done if r['settings'] == settings]
             if previous:
                 results.append(previous[-1])
+                progress.finish(index)  # never started: counted as skipped
                 continue
             if table_only:
                 print(f'{encoding} seed {seed}: not run yet (left out of the tables)')
+                progress.finish(index)
                 continue
+            progress.start(index)
             result = train_run(settings, test_images, test_labels,
                                os.path.join(out, 'checkpoints', f'{encoding}_seed{seed}.pth'))
+            progress.finish(index)
             results.append(result)
             with open(log_path, 'a') as f:
                 f.write(json.dumps(result) + '\n')

@@ -58,6 +58,16 @@ def use_atomic_checkpoints(cfg: Config) -> None:
         hook['type'] = 'AtomicCheckpointHook'
 
 
+LAUNCHER_RANK = {'pytorch': 'RANK', 'slurm': 'SLURM_PROCID', 'mpi': 'OMPI_COMM_WORLD_RANK'}
+
+
+def launched_as_main(launcher: str) -> bool:
+    """Whether this process is rank 0 of a job started by ``launcher`` (``--launcher``), read from the variable
+    that launcher sets (``LAUNCHER_RANK``), before mmengine initialises torch.distributed; True for 'none'."""
+    variable = LAUNCHER_RANK.get(launcher)
+    return variable is None or os.environ.get(variable, '0') == '0'
+
+
 def release_process_group() -> None:
     """Destroy the process group a distributed Runner initialised and join gloo's worker threads
     while Python still runs.
