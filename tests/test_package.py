@@ -56,11 +56,15 @@ def test_version_has_one_home():
     assert importlib.metadata.version('mmpe') == mmpe.__version__
 
 
-def test_config_names_resolve_in_the_editable_install():
-    """'mmpe::' names point into the package's .mim/configs, which in the repository is configs/."""
+def test_config_names_resolve_in_the_editable_install(tmp_path, monkeypatch):
+    """'mmpe::' names point into the package's .mim/configs, which in the repository is configs/;
+    Config.fromfile takes them from any directory."""
     path = config_file(f'mmpe::{DINO}')
     assert path == str(Path(mmpe.__file__).parent / '.mim' / 'configs' / DINO)
     assert Path(path).resolve() == ROOT / 'configs' / DINO
+    monkeypatch.chdir(tmp_path)
+    assert Config.fromfile(f'mmpe::{DINO}').to_dict() == Config.fromfile(str(ROOT / 'configs' / DINO)).to_dict()
+    assert Config.fromfile('mmdet::dino/dino-4scale_r50_8xb2-12e_coco.py').model.type == 'DINO'
     assert config_file('configs/x.py') == 'configs/x.py'  # paths stay paths
     assert config_file('mmdet::dino/dino-4scale_r50_8xb2-12e_coco.py').endswith(
         'mmdet/.mim/configs/dino/dino-4scale_r50_8xb2-12e_coco.py')
@@ -117,7 +121,7 @@ def test_wheel_outside_the_repository(tmp_path):
         print('out:', mmpe.__file__)
         print('out:', config_file('mmpe::{DINO}'))
         print('out:', get_config('mmpe::{DINO}').model.backbone.pos_embed)  # mmengine's own look-up
-        print('out:', Config.fromfile(config_file('mmpe::{DEMO}')).model.backbone.embed_dims)  # base '../dino/...'
+        print('out:', Config.fromfile('mmpe::{DEMO}').model.backbone.embed_dims)  # base '../dino/...'
     '''))
     package = target / 'mmpe'
     printed = [line[5:] for line in proc.stdout.splitlines() if line.startswith('out: ')]

@@ -16,7 +16,8 @@ makes mmpe's bases unscoped, built in the default scope of the config that uses 
 the file would be.
 
 mmengine's ``Config.fromfile`` does not take such names for the file it is given (for mmdet's
-neither); ``config_file`` resolves them for the tools.
+neither): ``register`` wraps it to resolve them with ``config_file`` first, so
+``Config.fromfile('mmpe::dino/<config>.py')`` works from any directory, as the same name does in ``_base_``.
 """
 from typing import Optional, Tuple
 
@@ -37,11 +38,24 @@ def _unscoped_mmpe_bases(get_cfg_path):
     return staticmethod(_get_cfg_path)
 
 
+def _fromfile_by_name(fromfile):
+    """Wrap mmengine's ``Config.fromfile(filename, ...)``: a ``'<package>::...'`` filename is resolved by
+    ``config_file``."""
+    def fromfile_by_name(filename, *args, **kwargs) -> Config:
+        return fromfile(config_file(filename) if isinstance(filename, str) else filename, *args, **kwargs)
+
+    fromfile_by_name.stock = fromfile
+    return staticmethod(fromfile_by_name)
+
+
 def register() -> None:
-    """Let mmengine resolve ``'mmpe::...'`` bases, unscoped (see the module docstring). Idempotent."""
+    """Let mmengine resolve ``'mmpe::...'`` bases, unscoped, and names given to ``Config.fromfile`` (see the
+    module docstring). Idempotent."""
     MODULE2PACKAGE.setdefault(PACKAGE, PACKAGE)
     if not hasattr(Config._get_cfg_path, 'stock'):
         Config._get_cfg_path = _unscoped_mmpe_bases(Config._get_cfg_path)
+    if not hasattr(Config.fromfile, 'stock'):
+        Config.fromfile = _fromfile_by_name(Config.fromfile)
 
 
 def config_file(name: str) -> str:
