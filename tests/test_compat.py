@@ -252,10 +252,10 @@ def test_class_weighted_loss_with_ignored_pixels(ignored):
     """mmseg's CrossEntropyLoss with class weights on a label map holding 255 (padding to the crop size)
     equals PyTorch's weighted mean over the pixels that are not ignored; without ignored pixels, the value
     mmseg's own formula gives, sum(w[y] ce) / sum(w[y])."""
-    from mmseg.registry import MODELS
-    torch.manual_seed(0)
+    from mmseg.models.losses import CrossEntropyLoss  # the class itself: a default scope left at mmdet
+    torch.manual_seed(0)                                # (by an earlier test) would build mmdet's from MODELS
     weights = [0.25, 1.0, 2.0]
-    loss = MODELS.build(dict(type='CrossEntropyLoss', loss_weight=1.0, class_weight=weights))
+    loss = CrossEntropyLoss(loss_weight=1.0, class_weight=weights)
     pred, label = torch.randn(2, 3, 4, 5), torch.randint(0, 3, (2, 4, 5))
     label.view(-1)[:ignored] = 255
     expected = torch.nn.functional.cross_entropy(pred, label, weight=torch.tensor(weights), ignore_index=255)
