@@ -7,7 +7,7 @@
   a transcription of Jakub Červený's recursive gilbert2d that shares no code with mmpe; the
   Gilbert tests compare against it and tools/analysis_tools/benchmark_gilbert.py times against it.
 """
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 
@@ -23,10 +23,17 @@ def build_model(cfg, scope: str) -> torch.nn.Module:
     return model
 
 
-def det_batch(image_shapes: Sequence[Tuple[int, int, int]], num_classes: int = 80) -> dict:
-    """A random mmdet batch (uint8 images, DetDataSample with boxes and labels)."""
+def det_batch(image_shapes: Sequence[Tuple[int, int, int]], num_classes: int = 80,
+              num_items: Optional[Sequence[int]] = None) -> dict:
+    """A random mmdet batch (uint8 images, DetDataSample with boxes and labels; ``num_items`` boxes
+    per image, default 1 to 9 drawn by mmdet). ``scale_factor`` is a tuple, as mmdet's pipeline gives
+    it (mmdet's demo inputs: a numpy array, which torch.compile cannot deep-copy)."""
     from mmdet.testing import demo_mm_inputs
-    return demo_mm_inputs(batch_size=len(image_shapes), image_shapes=list(image_shapes), num_classes=num_classes)
+    batch = demo_mm_inputs(batch_size=len(image_shapes), image_shapes=list(image_shapes), num_classes=num_classes,
+                           num_items=None if num_items is None else list(num_items))
+    for sample in batch['data_samples']:
+        sample.set_metainfo(dict(scale_factor=tuple(sample.scale_factor.tolist())))
+    return batch
 
 
 def seg_batch(image_shapes: Sequence[Tuple[int, int, int]], num_classes: int = 150, seed: int = 0) -> dict:

@@ -14,6 +14,7 @@ from mmcv.ops import MultiScaleDeformableAttention
 from mmcv.ops import multi_scale_deform_attn as msda
 
 from mmpe.engine import compat
+from mmpe.models import deform_attn
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -46,7 +47,7 @@ def deformable_attention_inputs():
 def missing_cuda_kernels(monkeypatch):
     """mmcv as built without CUDA ops on a machine where mmcv takes its CUDA branch, with
     ``import mmpe``'s routing applied (restored afterwards)."""
-    monkeypatch.setattr(compat, 'mmcv_has_cuda_ops', lambda: False)
+    monkeypatch.setattr(deform_attn, 'mmcv_has_cuda_ops', lambda: False)
     monkeypatch.setattr(msda, 'MultiScaleDeformableAttnFunction', msda.MultiScaleDeformableAttnFunction)
     monkeypatch.setattr(compat.PyTorchDeformableAttnFunction, 'warned', False)
     monkeypatch.setattr(msda, 'IS_CUDA_AVAILABLE', True)
@@ -95,7 +96,7 @@ def test_other_devices_keep_mmcv_function(monkeypatch):
 
 
 def test_compiled_kernel_kept_when_present(monkeypatch):
-    monkeypatch.setattr(compat, 'mmcv_has_cuda_ops', lambda: True)
+    monkeypatch.setattr(deform_attn, 'mmcv_has_cuda_ops', lambda: True)
     monkeypatch.setattr(msda, 'MultiScaleDeformableAttnFunction', compat.PyTorchDeformableAttnFunction.kernel
                         or msda.MultiScaleDeformableAttnFunction)
     kernel = msda.MultiScaleDeformableAttnFunction
@@ -118,12 +119,35 @@ def test_amp_optim_wrapper_runs_bfloat16_on_cpu():
         AmpOptimWrapper(optimizer=torch.optim.SGD(model.parameters(), lr=0.1), dtype='float16')
 
 
+def test_runner_compiles_with_plain_param_groups():
+    """mmengine's Runner with compile=True: the optimizer's ConfigDict param groups (mmengine's registry
+    makes them from a config file) become plain dicts with the same values just before train_step is
+    compiled; without compile they stay as they are."""
+    from mmengine.config import ConfigDict
+    from mmengine.logging import MMLogger
+    from mmengine.optim import OptimWrapper
+    from mmengine.registry import OPTIMIZERS
+    from mmengine.runner import Runner
+    for compile_cfg in (False, True):
+        param = torch.nn.Parameter(torch.zeros(1))
+        optimizer = OPTIMIZERS.build(ConfigDict(type='SGD', lr=0.1, params=[dict(params=[param], lr=0.5)]))
+        assert type(optimizer.param_groups[0]) is ConfigDict
+        model = SimpleNamespace(train_step=lambda data, optim_wrapper: None)
+        runner = SimpleNamespace(cfg=ConfigDict(compile=compile_cfg), optim_wrapper=OptimWrapper(optimizer),
+                                 model=model, logger=MMLogger.get_current_instance())
+        Runner._maybe_compile(runner, 'train_step')
+        group = optimizer.param_groups[0]
+        assert type(group) is (dict if compile_cfg else ConfigDict)
+        assert group['lr'] == 0.5 and group['params'] == [param]
+        assert hasattr(model.train_step, '_torchdynamo_orig_callable') == compile_cfg
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(),
                     reason='needs a GPU: compares mmcv\'s CUDA kernel with its PyTorch path')
 def test_cuda_kernel_matches_pytorch(monkeypatch):
     """On a GPU (tools/check_gpu.sh): mmcv was built with CUDA ops, and its kernel gives the
     outputs and gradients of the pure-PyTorch function."""
-    assert compat.mmcv_has_cuda_ops(), 'mmcv has no CUDA ops: run bash tools/setup_env.sh --cuda'
+    assert deform_attn.mmcv_has_cuda_ops(), 'mmcv has no CUDA ops: run bash tools/setup_env.sh --cuda'
     attn, inputs = deformable_attention_inputs()
     attn.cuda()
     inputs = {k: v.cuda() for k, v in inputs.items()}
@@ -158,6 +182,7 @@ def test_fixes_in_effect_on_a_cpu_machine():
     and mmpe's editable install (tools/setup_env.sh) the one of mmengine's get_installed_path."""
     expected = ['allow_mmengine_checkpoints', 'allow_cpu_distributed', 'allow_cpu_bf16_amp', 'weight_ignored_pixels']
     expected += ['locate_editable_installs'] if mmpe_is_editable() else []
+    expected += ['compile_plain_param_groups']
     assert compat.APPLIED == expected
     assert compat.mmengine_checkpoints_load()
     assert compat.class_weight_ignores_pixels()
@@ -179,12 +204,16 @@ def test_installed_path_of_an_editable_install():
 
 def test_no_fix_where_its_defect_is_absent():
     """A stack with none of the defects: torch.load not defaulting to weights_only (as before torch
-    2.6), a GPU, mmcv with CUDA ops, mmpe installed from a wheel. ``import mmpe`` then changes nothing
-    in mmengine, mmcv or torch (but its registrations)."""
+    2.6), a GPU, mmcv with CUDA ops, mmpe installed from a wheel, optimizers keeping plain-dict param
+    groups. ``import mmpe`` then changes nothing in mmengine, mmcv or torch (but its registrations)."""
     proc = run_python('''
         import importlib.util, os
         import torch
         torch.cuda.is_available = lambda: True        # a GPU machine
+        from mmengine.config import ConfigDict
+        # an mmengine whose ConfigDict keeps nested dicts plain (as the optimizer's param groups)
+        ConfigDict.__init__ = lambda self, *args, **kwargs: dict.__init__(self, *args, **kwargs)
+        from mmengine.runner import Runner
         import mmcv.ops
         mmcv.ops.get_compiling_cuda_version = lambda: '13.0'   # mmcv built with CUDA ops
         from mmcv.ops import multi_scale_deform_attn as msda
@@ -206,7 +235,7 @@ def test_no_fix_where_its_defect_is_absent():
         def state():
             return (dist_utils._init_dist_pytorch, MMDistributedDataParallel.__init__, AmpOptimWrapper.__init__,
                     HistoryBuffer.__getstate__, msda.MultiScaleDeformableAttnFunction, cross_entropy_loss.cross_entropy,
-                    package_utils.get_installed_path,
+                    package_utils.get_installed_path, Runner._maybe_compile,
                     # torch registers its own (DTensor ...) as its modules load: the others
                     [g for g in torch.serialization.get_safe_globals() if not repr(g).startswith("<class 'torch.")])
         before = state()
@@ -223,10 +252,10 @@ def test_class_weighted_loss_with_ignored_pixels(ignored):
     """mmseg's CrossEntropyLoss with class weights on a label map holding 255 (padding to the crop size)
     equals PyTorch's weighted mean over the pixels that are not ignored; without ignored pixels, the value
     mmseg's own formula gives, sum(w[y] ce) / sum(w[y])."""
-    from mmseg.registry import MODELS
-    torch.manual_seed(0)
+    from mmseg.models.losses import CrossEntropyLoss  # the class itself: a default scope left at mmdet
+    torch.manual_seed(0)                                # (by an earlier test) would build mmdet's from MODELS
     weights = [0.25, 1.0, 2.0]
-    loss = MODELS.build(dict(type='CrossEntropyLoss', loss_weight=1.0, class_weight=weights))
+    loss = CrossEntropyLoss(loss_weight=1.0, class_weight=weights)
     pred, label = torch.randn(2, 3, 4, 5), torch.randint(0, 3, (2, 4, 5))
     label.view(-1)[:ignored] = 255
     expected = torch.nn.functional.cross_entropy(pred, label, weight=torch.tensor(weights), ignore_index=255)

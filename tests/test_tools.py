@@ -100,3 +100,16 @@ def test_missing_dataset_fails_clearly(tmp_path, data):
                tmp_path / 'nowhere', check=False)
     assert proc.returncode != 0
     assert 'No such file or directory' in proc.stderr and 'nowhere' in proc.stderr
+
+
+@pytest.mark.parametrize('config', [DET, SEG])
+def test_runner_compile_option_trains(tmp_path, data, config):
+    """mmengine's ``compile`` option (docs/user_guides/compile.md) through tools/train.py: the Runner compiles
+    ``train_step`` (preprocessing, loss forward, backward, optimizer step) and trains. One iteration, with
+    dynamo and AOT autograd but without inductor's code generation (``compile=True`` is inductor), which
+    takes minutes here."""
+    proc = run([sys.executable, 'tools/train.py', config, '--work-dir', str(tmp_path), '--cfg-options',
+                'compile.backend=aot_eager', 'train_cfg.max_iters=1', 'train_cfg.val_interval=2',
+                'default_hooks.checkpoint.interval=2', 'default_hooks.logger.interval=1', 'param_scheduler=[]'], data)
+    log = proc.stdout + proc.stderr
+    assert 'Model has been "compiled"' in log and 'Iter(train) [1/1]' in log

@@ -11,6 +11,11 @@
 # 4. tools/train.py --amp (AmpOptimWrapper through the Runner) on the synthetic demo sets, 2 iterations each
 # 5. tools/dist_train.sh with 2 GPUs (nccl), 2 iterations, when 2 GPUs are visible
 # 6. the speed / memory benchmarks on CUDA (ViT-B 1024 px, Swin-T 800x1333, RoPE rotation)
+# 7. torch.compile on CUDA: the deformable-attention operator against mmcv's kernel (opcheck, outputs,
+#    gradients, the drop-in module), compiled vs eager DINO training steps (tests/test_deform_attn.py,
+#    tests/test_dino_compile.py; also in step 2), DINO's graph breaks and graphs over its training sizes
+#    (compile_detector.py), and eager vs compile=True step time, memory and compile time of DINO and
+#    UperNet (benchmark_compile.py: docs/benchmarks tables)
 # Prints PASS / FAIL / SKIP per step; exit code 1 if a step failed. Without a GPU only step 1
 # runs (the CPU parts of steps 2-4 run in CI: the test suite, tests/test_devices.py).
 # Env: MMPE_VENV (default <repo>/.venv), and setup_env.sh's (TORCH_CUDA_ARCH_LIST, MAX_JOBS, ...).
@@ -39,7 +44,7 @@ SHORT=(train_cfg.max_iters=2 train_cfg.val_interval=2 default_hooks.logger.inter
        default_hooks.checkpoint.interval=2 'param_scheduler=[]')
 if [ "$GPUS" -eq 0 ]; then
   for name in tests smoke_fp16 smoke_bf16 train_amp_dino train_amp_upernet dist_train_2gpu \
-              benchmark_vit benchmark_swin benchmark_rope; do
+              benchmark_vit benchmark_swin benchmark_rope deform_attn_cuda compile_detector benchmark_compile; do
     skip "$name" 'torch sees no GPU'
   done
 else
@@ -65,6 +70,9 @@ else
   step benchmark_vit "$PY" tools/analysis_tools/benchmark_vit.py --device cuda --out "$OUT/benchmark_vit"
   step benchmark_swin "$PY" tools/analysis_tools/benchmark_swin.py --device cuda --out-dir "$OUT/benchmark_swin"
   step benchmark_rope "$PY" tools/analysis_tools/benchmark_rope.py --device cuda --out "$OUT/benchmark_rope"
+  step deform_attn_cuda "$PY" -m pytest -q -rs tests/test_deform_attn.py tests/test_dino_compile.py
+  step compile_detector "$PY" tools/analysis_tools/compile_detector.py --device cuda --out "$OUT/compile_detector"
+  step benchmark_compile "$PY" tools/analysis_tools/benchmark_compile.py --device cuda --out-dir "$OUT/benchmark_compile"
 fi
 
 echo "== check_gpu summary ($GPUS GPU(s))"

@@ -4,8 +4,9 @@ own: ``study`` (encodings by name, multi-scale evaluation, run outputs), ``study
 compare_encodings.py), ``launchers`` (how its runs start), ``transfer`` (its presets), ``results`` and
 ``reproduce`` (collect_results.py's tables, plots and docs/reproduce.md), ``stats`` (statistics over
 seeds), ``pesi_report`` (pesi.py's table), ``benchmark`` (timing and memory), ``benchmark_cases`` (what
-the benchmark tools measure), ``complexity`` (FLOPs, through mmengine's analyzer), ``progress`` (live
-progress of long work)."""
+the benchmark tools measure), ``compilation`` (torch.compile of whole detectors and segmentors: graph
+breaks, graphs over sizes, eager against compiled training steps), ``complexity`` (FLOPs, through
+mmengine's analyzer), ``progress`` (live progress of long work)."""
 from .pesi import cosine_similarity_map, pesi, pesi_from_similarity
 from .report import pyplot, write_table
 from .tables import (

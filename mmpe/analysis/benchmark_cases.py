@@ -12,9 +12,8 @@ compile_recompiles.py): each one's cases and comparison, on the helpers of ``mmp
 """
 import inspect
 import os
-import random
 import time
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, Optional, Sequence, Tuple
 
 import timm
 import torch
@@ -25,6 +24,7 @@ from ..pos_embed import TABLE_CACHES, RoPEAxial, RoPEMixed, gilbert_order, mixed
 from ..pos_embed.grid import HW
 from ..testing import gilbert2d_reference
 from .benchmark import peak_memory_mb, report, small_backbone, status_mb, time_interleaved
+from .compilation import count_graphs, dino_sizes
 from .progress import Item, Progress
 
 # ----------------------------------------------------------------------------- RoPE rotation against timm
@@ -370,38 +370,25 @@ def memory_soak(models: Sequence[str], *, shapes: int, warmup: int, out: str) ->
 RECOMPILE_MODELS = ('vit-rope_mixed', 'vit-rope_axial', 'vit-ape', 'swin-rope_mixed', 'swin-rpb')
 
 
-def dino_sizes(num: int, seed: int = 0) -> List[HW]:
-    """(H, W) of DINO's multi-scale resize: short side in 480..800 (step 32), long side <= 1333,
-    aspect ratio of a random COCO-like image (3:4 .. 16:9), either orientation."""
-    rng = random.Random(seed)
-    sizes = []
-    for _ in range(num):
-        short, aspect = rng.choice(range(480, 801, 32)), rng.uniform(4 / 3, 16 / 9)
-        long = min(1333, round(short * aspect))
-        sizes.append((short, long) if rng.random() < 0.7 else (long, short))
-    return sizes
-
-
 def count_recompiles(models: Sequence[str], *, sizes: int, out: str) -> None:
     """Each model (``RECOMPILE_MODELS`` names) compiled once, a training step at each of ``sizes`` DINO-like
     sizes; the graphs dynamo compiled and its graph breaks: ``out``/recompiles."""
-    from torch._dynamo.utils import counters
     os.makedirs(out, exist_ok=True)
     hw_sizes = dino_sizes(sizes)
     rows = []
     items = [Item(f'{name} {h}x{w}', kind=name) for name in models for h, w in hw_sizes]
     with Progress('compiled training steps', items, unit='steps') as progress:
         for name in models:
-            torch._dynamo.reset()
-            counters.clear()
             model = torch.compile(small_backbone(name).train())
-            start = time.perf_counter()
-            for h, w in progress.track(hw_sizes):
-                sum(y.mean() for y in model(torch.randn(1, 3, h, w))).backward()
+
+            def step(size: HW) -> None:
+                sum(y.mean() for y in model(torch.randn(1, 3, *size))).backward()
                 model.zero_grad(set_to_none=True)
+
+            start = time.perf_counter()
+            counts = count_graphs(step, progress.track(hw_sizes))
             rows.append(dict(model=name, sizes=len(hw_sizes), distinct_sizes=len(set(hw_sizes)),
-                             graphs_compiled=counters['stats']['unique_graphs'],
-                             graph_breaks=sum(counters['graph_break'].values()),
+                             graphs_compiled=counts['graphs'], graph_breaks=counts['graph_breaks'],
                              seconds=time.perf_counter() - start))
             print(rows[-1], flush=True)
     report(rows, lambda row: None, 'graphs_compiled', os.path.join(out, 'recompiles'),

@@ -101,12 +101,6 @@ def allow_cpu_distributed() -> bool:
     return True
 
 
-def mmcv_has_cuda_ops() -> bool:
-    """True when mmcv's compiled ``_ext`` was built with its CUDA kernels (MMCV_WITH_CUDA)."""
-    from mmcv.ops import get_compiling_cuda_version
-    return get_compiling_cuda_version() != 'not available'
-
-
 class PyTorchDeformableAttnFunction:
     """Stands in for mmcv's ``MultiScaleDeformableAttnFunction`` (same ``apply`` arguments) when
     mmcv has no CUDA kernels: CUDA tensors go to mmcv's pure-PyTorch
@@ -143,7 +137,9 @@ def route_deformable_attention() -> bool:
     (mmcv-lite: no deformable attention at all), with CUDA kernels, or without a GPU."""
     try:
         from mmcv.ops import multi_scale_deform_attn
-        has_cuda_ops = mmcv_has_cuda_ops()
+
+        from ..models import deform_attn
+        has_cuda_ops = deform_attn.mmcv_has_cuda_ops()
     except ImportError:  # no compiled mmcv._ext
         return False
     if has_cuda_ops or not multi_scale_deform_attn.IS_CUDA_AVAILABLE \
@@ -248,8 +244,37 @@ def locate_editable_installs() -> bool:
     return True
 
 
+def compile_plain_param_groups() -> bool:
+    """mmengine's Runner with ``compile=True`` compiles ``model.train_step``, the optimizer step
+    included, and mmengine's optimizer constructor hands torch ``ConfigDict`` param groups (its registry
+    turns every dict of the optimizer config into one); dynamo (torch 2.14) fails on them while tracing
+    torch.optim's step ("'UserDefinedDictVariable' object has no attribute 'items'"), so the first
+    iteration raises. Where the constructor gives such groups: just before the Runner compiles, every
+    param group becomes a plain dict (same keys, same values). Resumed optimizers already have plain
+    dicts (``Optimizer.load_state_dict`` rebuilds the groups)."""
+    from mmengine.config import ConfigDict
+    from mmengine.optim import OptimWrapperDict
+    from mmengine.runner import Runner
+    # DefaultOptimWrapperConstructor puts its list of group dicts into the optimizer's ConfigDict config
+    if type(ConfigDict(params=[{}]).params[0]) is dict:
+        return False
+    maybe_compile = Runner._maybe_compile
+
+    def _maybe_compile(self, target: str) -> None:
+        if self.cfg.get('compile'):
+            wrappers = self.optim_wrapper.values() if isinstance(self.optim_wrapper, OptimWrapperDict) \
+                else [self.optim_wrapper]
+            for wrapper in wrappers:
+                groups = wrapper.optimizer.param_groups
+                groups[:] = [dict(group) for group in groups]
+        maybe_compile(self, target)
+
+    Runner._maybe_compile = _maybe_compile
+    return True
+
+
 FIXES = (allow_mmengine_checkpoints, allow_cpu_distributed, route_deformable_attention, allow_cpu_bf16_amp,
-         weight_ignored_pixels, locate_editable_installs)
+         weight_ignored_pixels, locate_editable_installs, compile_plain_param_groups)
 
 
 def apply() -> None:
