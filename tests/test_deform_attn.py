@@ -67,6 +67,22 @@ def test_op_casts_to_value_dtype():
                                                                              torch.float32)
 
 
+def test_backward_takes_a_gradient_in_another_dtype():
+    """Under autocast the gradient can arrive in float32 for bfloat16 values (DINO's bf16 training step):
+    the backward computes in value's dtype and agrees with float32 gradients of the same bfloat16-rounded
+    inputs to bfloat16 precision."""
+    value, shapes, starts, locations, weights, step = [a.detach() if torch.is_tensor(a) else a
+                                                       for a in op_inputs('cpu')]
+    value, locations, weights = (t.bfloat16() for t in (value, locations, weights))
+    grad = torch.randn(2, 5, 8, generator=torch.Generator().manual_seed(1))
+    got = torch.ops.mmpe.ms_deform_attn_backward(grad, value, shapes, starts, locations, weights, step)
+    want = torch.ops.mmpe.ms_deform_attn_backward(grad.bfloat16().float(), value.float(), shapes, starts,
+                                                  locations.float(), weights.float(), step)
+    assert [g.dtype for g in got] == [torch.bfloat16] * 3
+    for name, g, w in zip(('value', 'locations', 'weights'), got, want):
+        torch.testing.assert_close(g.float(), w, rtol=0.02, atol=0.02 * w.abs().max().item(), msg=name)
+
+
 def test_cuda_kernel_falls_back_without_mmcv_cuda_ops(monkeypatch):
     """The CUDA implementations on an mmcv built without CUDA ops: the PyTorch formula, one warning
     (called directly with CPU tensors: the logic, not the device)."""

@@ -235,7 +235,7 @@ def test_rope_mixed_has_no_layout_options():
         parse_pos_embed_cfg(dict(type='rope_mixed', pairing='half'))
     assert parse_pos_embed_cfg(dict(type='rope_axial'))[1] == dict(
         theta=None, with_ape=False, embed_prefix=False, coords='index', normalize_coords='separate',
-        coord_aug=None, pairing='interleaved', axes='xy')
+        coord_aug=None, pairing='interleaved', axes='xy', scaling=None)
     with pytest.raises(ValueError, match=r"pairing must be one of 'interleaved', 'half', got 'odd'"):
         RoPEAxial(16, 100.0, pairing='odd')
 
@@ -248,7 +248,7 @@ def test_rope_mixed_has_no_layout_options():
     (dict(num_reg_tokens=-1), r'num_reg_tokens must be an int >= 0, got -1'),
     (dict(window_size=2, pos_embed=dict(DINOV3_ROPE, coords='interpolate')),
      r"PEVisionTransformer with window_size=2 attends in windows with window-local RoPE coordinates: pos_embed "
-     r"needs coords in \('index', 'centered'\) and coord_aug=None, got coords='interpolate'"),
+     r"needs coords in \('index', 'centered'\), coord_aug=None and scaling=None .* got coords='interpolate'"),
 ])
 def test_backbone_option_errors(kwargs, match):
     with pytest.raises(ValueError, match=match):

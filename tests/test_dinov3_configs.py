@@ -260,7 +260,7 @@ def test_rope_dinov3_preset_is_dinov3s_rope():
     assert parse_encoding('rope_dinov3') == ('rope_dinov3', DINOV3_ROPE)
     assert encoding_name(dict(DINOV3_ROPE)) == 'rope_dinov3'
     with pytest.raises(ValueError, match=r"PESwinTransformer attends in windows with window-local RoPE coordinates: "
-                                         r"pos_embed needs coords in \('index'\) .* got coords='centered'"):
+                                         r"pos_embed needs coords in \('index'\), .* got coords='centered'"):
         PESwinTransformer(pos_embed=parse_encoding('rope_dinov3')[1])
 
 

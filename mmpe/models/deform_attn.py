@@ -97,6 +97,8 @@ def pytorch_backward(grad_output: Tensor, value: Tensor, spatial_shapes: Tensor,
     (B h, C, N_q, P): out = sum_l sum_p A_l S_l, so dA_l = sum_C dout S_l and
     (dV_l, dG_l) = grid_sampler_2d_backward(dout A_l), d loc_l = 2 dG_l."""
     value = value.contiguous()
+    # under autocast the gradient may arrive in another dtype than value's (grid_sampler_2d_backward needs one)
+    grad_output = grad_output.to(value.dtype)
     locations, weights = sampling_locations.to(value.dtype), attention_weights.to(value.dtype)
     batch, _, heads, channels = value.shape
     _, num_query, _, num_levels, num_points, _ = locations.shape
@@ -143,7 +145,7 @@ def _ms_deform_attn_backward_cuda(grad_output, value, spatial_shapes, level_star
     weights = attention_weights.to(value.dtype).contiguous()
     grads = torch.zeros_like(value), torch.zeros_like(locations), torch.zeros_like(weights)
     ext_module.ms_deform_attn_backward(value, spatial_shapes, level_start_index, locations, weights,
-                                       grad_output.contiguous(), *grads, im2col_step=im2col_step)
+                                       grad_output.to(value.dtype).contiguous(), *grads, im2col_step=im2col_step)
     return grads
 
 
