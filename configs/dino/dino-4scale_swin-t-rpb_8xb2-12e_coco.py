@@ -3,7 +3,7 @@
 # ImageNet weights: Microsoft's Swin-T release (Microsoft layout, detected and converted on load),
 # downloaded into torch.hub's cache on first use (offline clusters: tools/misc/fetch_weights.py).
 _base_ = 'mmdet::dino/dino-4scale_r50_8xb2-12e_coco.py'
-custom_imports = dict(imports=['mmpe', 'mmpe.models.dino'], allow_failed_imports=False)
+custom_imports = dict(imports=['mmpe'], allow_failed_imports=False)
 
 pretrained = 'https://github.com/SwinTransformer/storage/releases/download/v1.0.0/swin_tiny_patch4_window7_224.pth'
 depths = [2, 2, 6, 2]

@@ -5,7 +5,7 @@
 # their RoPE models) from the Hugging Face hub, converted on load (offline clusters:
 # tools/misc/fetch_weights.py).
 _base_ = 'mmdet::dino/dino-4scale_r50_8xb2-12e_coco.py'
-custom_imports = dict(imports=['mmpe', 'mmpe.models.dino'], allow_failed_imports=False)
+custom_imports = dict(imports=['mmpe'], allow_failed_imports=False)
 
 pretrained = 'hf://naver-ai/deit_base_patch16_LS'
 depth = 12

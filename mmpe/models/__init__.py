@@ -1,5 +1,4 @@
-"""Layers, backbones and necks; importing this registers them in mmdet/mmseg MODELS. DINO's detector
-(``mmpe.models.dino``, it imports mmdet's models) is imported by the configs that use it."""
+"""Layers, backbones, necks and DINO's detector; importing this registers them in mmdet/mmseg MODELS."""
 from .attention import PosAttention
 from .simple_fpn import PESimpleFPN
 from .swin import PESwinTransformer
@@ -11,6 +10,7 @@ try:
     import mmcv._ext  # noqa: F401  mmcv's compiled ops, absent from mmcv-lite
 except ImportError:
     pass
-else:  # deformable attention as a PyTorch operator (torch.ops.mmpe.ms_deform_attn)
+else:  # deformable attention as a PyTorch operator (torch.ops.mmpe.ms_deform_attn), DINO that compiles whole
     from .deform_attn import PEMultiScaleDeformableAttention  # noqa: F401
-    __all__.append('PEMultiScaleDeformableAttention')
+    from .dino import PEDINO  # noqa: F401
+    __all__ += ['PEDINO', 'PEMultiScaleDeformableAttention']

@@ -1,6 +1,6 @@
 """DINO (mmdet 3.3) that ``torch.compile`` traces whole through its backbone, neck, encoder and decoder.
 
-Imports mmdet's models: configs name it in ``custom_imports`` (``imports=['mmpe', 'mmpe.models.dino']``).
+Registered by ``import mmpe`` (with mmcv's compiled ops), like the backbones.
 """
 import itertools
 from typing import Dict, Tuple
