@@ -65,7 +65,7 @@ def test_multi_scale_pipeline_with_a_variant(tmp_path, monkeypatch):
     assert run_study(settings, Launcher('none')) == []
     run = work / 'transfer-ms_fcn1x1_vit-tiny_layout144' / 'rope_axial' / 'seed0'
     pipeline = [t['type'] for t in Config.fromfile(str(run / 'config.py')).train_dataloader.dataset.pipeline]
-    assert pipeline[2:4] == ['RandomResize', 'RandomCrop']
+    assert pipeline[2:5] == ['RandomResize', 'RandomCrop', 'LayoutLabelsInCrop']
     assert [float(r['scale']) for r in read(run / 'multires' / 'multires.csv')] == [1.0, 2.0]
     assert [float(r['scale']) for r in read(run / 'multires_yarn' / 'multires.csv')] == [2.0]
     scaled = Config.fromfile(str(run / 'multires_yarn' / 'config.py')).model.backbone.pos_embed

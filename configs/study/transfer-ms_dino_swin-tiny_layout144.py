@@ -4,5 +4,6 @@
 # config.
 _base_ = ['./transfer_dino_swin-tiny_layout144.py', './_base_/transfer-ms_pipelines.py']
 
+custom_imports = dict(imports=['mmpe', 'mmpe.datasets.transforms'], allow_failed_imports=False)
 study = dict(backbone='Swin-tiny (DINO, 48 -> 144 px, multi-scale)')
 train_dataloader = dict(dataset=dict(pipeline={{_base_.ms_det_train_pipeline}}))

@@ -3,5 +3,6 @@
 # ms_pipelines.py). Same pretraining, schedule, recipe and test pipeline as the single-size config.
 _base_ = ['./transfer_upernet_vit-tiny_layout144.py', './_base_/transfer-ms_pipelines.py']
 
+custom_imports = dict(imports=['mmpe', 'mmpe.evaluation', 'mmpe.datasets.transforms'], allow_failed_imports=False)
 study = dict(backbone='ViT-tiny (48 -> 144 px, multi-scale)')
 train_dataloader = dict(dataset=dict(pipeline={{_base_.ms_seg_train_pipeline}}))

@@ -1,6 +1,9 @@
 # Multi-scale fine-tuning pipelines of the transfer study (issue 32), each the augmentation family of the
 # real configs scaled to the study's 144x144 images (flips left out everywhere: they change the layout
-# labels). Inherited as variables by the transfer-ms_*_layout144.py configs.
+# labels). Both end with LayoutLabelsInCrop (mmpe/datasets/transforms.py): the layout task's labels derived
+# again for the image as cropped (a square by the half of the crop it lies in, a disk whose partner is cropped
+# out ignored), so a crop of an upscaled scene does not train on the labels of the whole scene. The configs
+# import it (custom_imports). Inherited as variables by the transfer-ms_*_layout144.py configs.
 #
 # Segmentation, as mmseg's ADE20k pipeline (configs/_base_/datasets/ade20k.py: RandomResize of the
 # 2048x512 scale by 0.5-2.0, RandomCrop 512x512, padded by SegDataPreProcessor to the crop size with
@@ -14,6 +17,7 @@ ms_seg_train_pipeline = [
     dict(type='LoadAnnotations', reduce_zero_label=True),
     dict(type='RandomResize', scale=(144, 144), ratio_range=(0.5, 2.0), keep_ratio=True),
     dict(type='RandomCrop', crop_size=(144, 144)),
+    dict(type='LayoutLabelsInCrop'),
     dict(type='PackSegInputs'),
 ]
 
@@ -31,5 +35,6 @@ ms_det_train_pipeline = [
          dict(type='RandomCrop', crop_type='absolute_range', crop_size=(69, 108), allow_negative_crop=True),
          dict(type='RandomChoiceResize', scales=_dino_scales, keep_ratio=True)],
     ]),
+    dict(type='LayoutLabelsInCrop'),
     dict(type='PackDetInputs'),
 ]
