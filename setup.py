@@ -48,9 +48,9 @@ setup(
     # transformers: its DINOv3ViTModel is the reference of the 'hf_dinov3' layout (tests/test_dinov3_layouts.py);
     # onnx, onnxscript (torch.onnx.export(dynamo=True)) and onnxruntime: tests/test_export.py; tests/test_docs.py
     # reads the manual's Markdown with MyST's parser; ruff: the lint rules of pyproject.toml; hypothesis: generated
-    # bad input (tests/test_fuzz.py).
+    # bad input (tests/test_fuzz.py); pytest-xdist: the suite on 2 processes (the README's test command, `-n 2`).
     # docs: the manual (docs/conf.py: Sphinx + MyST, API reference by autodoc/autosummary, furo theme).
     extras_require={'tests': ['pytest', 'scipy', 'transformers>=5', 'onnx', 'onnxscript', 'onnxruntime',
-                              'myst-parser>=4', 'ruff>=0.6', 'hypothesis'],
+                              'myst-parser>=4', 'ruff>=0.6', 'hypothesis', 'pytest-xdist'],
                     'docs': ['sphinx>=8', 'myst-parser>=4', 'furo>=2024.8.6']},
 )
