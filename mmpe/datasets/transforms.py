@@ -12,9 +12,11 @@ import numpy as np
 from mmcv.transforms import BaseTransform
 
 from ..models.registry import register_transform
+from .synthetic import LAYOUT_DET_CLASSES
 
-# class indices of LAYOUT_DET_CLASSES (detection; segmentation with reduce_zero_label: the same + 1)
-SQUARE_LEFT, SQUARE_RIGHT, DISK_LEFT, DISK_RIGHT = range(4)
+# class indices in LAYOUT_DET_CLASSES (detection; segmentation with reduce_zero_label: the same + 1)
+SQUARE_LEFT, SQUARE_RIGHT, DISK_LEFT, DISK_RIGHT = (
+    LAYOUT_DET_CLASSES.index(name) for name in ('square-left', 'square-right', 'disk-left', 'disk-right'))
 
 
 @register_transform
@@ -64,8 +66,7 @@ class LayoutLabelsInCrop(BaseTransform):
 
     def _det_labels(self, results: dict) -> None:
         """Squares' labels from their boxes' centres, a lone disk's ignore flag, in place."""
-        boxes = np.asarray(results['gt_bboxes'].tensor if hasattr(results['gt_bboxes'], 'tensor')
-                           else results['gt_bboxes'], dtype=np.float64).reshape(-1, 4)
+        boxes = results['gt_bboxes'].numpy()  # mmdet's HorizontalBoxes (LoadAnnotations' default box_type)
         labels = results['gt_bboxes_labels'].copy()
         ignore = results['gt_ignore_flags'].copy()
         half = results['img_shape'][1] / 2
@@ -79,4 +80,3 @@ class LayoutLabelsInCrop(BaseTransform):
 
     def __repr__(self) -> str:
         return f'{type(self).__name__}(ignore_index={self.ignore_index})'
-
