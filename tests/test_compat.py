@@ -142,6 +142,27 @@ def test_runner_compiles_with_plain_param_groups():
         assert hasattr(model.train_step, '_torchdynamo_orig_callable') == compile_cfg
 
 
+def test_logged_scalars_compile_no_new_graphs():
+    """A compiled step that logs a float as mmengine's optimizer wrapper logs the gradient norm
+    (``message_hub.update_scalar``): new values compile no new graph (traced, ``HistoryBuffer.update``
+    guarded on the value: a graph per step), and the log holds every value."""
+    from mmengine.logging import MessageHub
+
+    from mmpe.analysis.compilation import count_graphs
+    hub = MessageHub.get_instance('test_logged_scalars')
+
+    @torch.compile(backend='eager')
+    def step(x):
+        norm = x.norm()
+        hub.update_scalar('train/grad_norm', float(norm))
+        return norm * 2
+
+    inputs = [torch.full((3,), float(i)) for i in range(1, 6)]
+    counts = count_graphs(step, inputs)
+    assert counts['new_graphs'][2:] == [0, 0, 0], counts
+    assert hub.get_scalar('train/grad_norm').data[0].tolist() == pytest.approx([x.norm().item() for x in inputs])
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(),
                     reason='needs a GPU: compares mmcv\'s CUDA kernel with its PyTorch path')
 def test_cuda_kernel_matches_pytorch(monkeypatch):
@@ -182,7 +203,7 @@ def test_fixes_in_effect_on_a_cpu_machine():
     and mmpe's editable install (tools/setup_env.sh) the one of mmengine's get_installed_path."""
     expected = ['allow_mmengine_checkpoints', 'allow_cpu_distributed', 'allow_cpu_bf16_amp', 'weight_ignored_pixels']
     expected += ['locate_editable_installs'] if mmpe_is_editable() else []
-    expected += ['compile_plain_param_groups']
+    expected += ['compile_plain_param_groups', 'eager_scalar_logs']
     assert compat.APPLIED == expected
     assert compat.mmengine_checkpoints_load()
     assert compat.class_weight_ignores_pixels()
@@ -219,6 +240,7 @@ def test_no_fix_where_its_defect_is_absent():
         from mmcv.ops import multi_scale_deform_attn as msda
         from mmengine.dist import utils as dist_utils
         from mmengine.logging import HistoryBuffer
+        HistoryBuffer.update = torch.compiler.disable(HistoryBuffer.update)  # an mmengine whose logs are not traced
         from mmengine.model import MMDistributedDataParallel
         from mmengine.optim import AmpOptimWrapper
         import torch.nn.functional as F
@@ -234,7 +256,8 @@ def test_no_fix_where_its_defect_is_absent():
             else stock_installed_path(package))
         def state():
             return (dist_utils._init_dist_pytorch, MMDistributedDataParallel.__init__, AmpOptimWrapper.__init__,
-                    HistoryBuffer.__getstate__, msda.MultiScaleDeformableAttnFunction, cross_entropy_loss.cross_entropy,
+                    HistoryBuffer.__getstate__, HistoryBuffer.update, msda.MultiScaleDeformableAttnFunction,
+                    cross_entropy_loss.cross_entropy,
                     package_utils.get_installed_path, Runner._maybe_compile,
                     # torch registers its own (DTensor ...) as its modules load: the others
                     [g for g in torch.serialization.get_safe_globals() if not repr(g).startswith("<class 'torch.")])

@@ -84,16 +84,16 @@ def explain_whole(forward: Callable[[], object]) -> dict:
 
 def count_graphs(step: Callable[[object], object], inputs: Iterable) -> dict:
     """Run ``step(x)`` (which calls a ``torch.compile``-d model) for each x of ``inputs`` after
-    ``torch._dynamo.reset()``; returns the graphs dynamo compiled after the first input
-    (``first_graphs``) and in all (``graphs``), and the graph breaks it met in all."""
+    ``torch._dynamo.reset()``; returns the graphs dynamo compiled for the first input (``first_graphs``),
+    for each input (``new_graphs``, a list) and in all (``graphs``), and the graph breaks it met in all."""
     torch._dynamo.reset()
     counters.clear()
-    first_graphs = None
+    new_graphs = []
     for x in inputs:
+        before = counters['stats']['unique_graphs']
         step(x)
-        if first_graphs is None:
-            first_graphs = counters['stats']['unique_graphs']
-    return dict(first_graphs=first_graphs, graphs=counters['stats']['unique_graphs'],
+        new_graphs.append(counters['stats']['unique_graphs'] - before)
+    return dict(first_graphs=new_graphs[0] if new_graphs else 0, new_graphs=new_graphs, graphs=sum(new_graphs),
                 graph_breaks=sum(counters['graph_break'].values()))
 
 

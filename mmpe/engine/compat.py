@@ -273,8 +273,22 @@ def compile_plain_param_groups() -> bool:
     return True
 
 
+def eager_scalar_logs() -> bool:
+    """mmengine's Runner with ``compile=True`` compiles ``model.train_step``, and its optimizer wrapper
+    logs the gradient norm there (``OptimWrapper._clip_grad``: ``message_hub.update_scalar``, a
+    ``HistoryBuffer.update`` that appends the float to a numpy array). Dynamo traces that numpy code
+    and guards on the logged value, so it compiles again at every clipped step until its cache limit.
+    Where ``HistoryBuffer.update`` is traced: it runs eagerly (``torch.compiler.disable``); eager
+    runs do not change."""
+    from mmengine.logging import HistoryBuffer
+    if getattr(HistoryBuffer.update, '_torchdynamo_disable', False):
+        return False
+    HistoryBuffer.update = torch.compiler.disable(HistoryBuffer.update)
+    return True
+
+
 FIXES = (allow_mmengine_checkpoints, allow_cpu_distributed, route_deformable_attention, allow_cpu_bf16_amp,
-         weight_ignored_pixels, locate_editable_installs, compile_plain_param_groups)
+         weight_ignored_pixels, locate_editable_installs, compile_plain_param_groups, eager_scalar_logs)
 
 
 def apply() -> None:

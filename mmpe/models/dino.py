@@ -3,18 +3,53 @@
 Registered by ``import mmpe`` (with mmcv's compiled ops), like the backbones.
 """
 import itertools
-from typing import Dict, Tuple
+from typing import Dict, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
+from mmdet.models.data_preprocessors import DetDataPreprocessor
 from mmdet.models.dense_heads import DINOHead
 from mmdet.models.detectors import DINO
-from mmdet.models.layers import CdnQueryGenerator
+from mmdet.models.layers import CdnQueryGenerator, DeformableDetrTransformerEncoder
 from mmdet.registry import MODELS
 from mmdet.structures import OptSampleList
 from torch import Tensor
 
 from .deform_attn import use_deformable_attention_op
+
+
+def cell_centres(size: int, device: torch.device) -> Tensor:
+    """(size,) float32 0.5, 1.5, ..., size - 0.5: mmdet's ``torch.linspace(0.5, size - 0.5, size)``, the same
+    values, as an ``arange``, which ``torch.compile`` keeps dynamic in ``size`` (linspace specialises on
+    its number of steps: a new graph for every feature-map size)."""
+    return torch.arange(size, dtype=torch.float32, device=device) + 0.5
+
+
+class EagerDetDataPreprocessor(DetDataPreprocessor):
+    """mmdet's data preprocessor, run eagerly under ``torch.compile``. It pads a list of images of
+    different sizes into one batch, computing the padded size with numpy (``_get_pad_shape``), and
+    mmengine deep-copies each sample's metainfo: traced, it compiles a new graph for every batch (guards
+    on the sizes and on the samples' identities). Its tensor work is a normalisation and a copy."""
+
+    @torch.compiler.disable
+    def forward(self, data: dict, training: bool = False) -> dict:
+        return super().forward(data, training)
+
+
+class PEDeformableDetrTransformerEncoder(DeformableDetrTransformerEncoder):
+    """mmdet's deformable DETR encoder whose reference points compile with dynamic feature-map sizes."""
+
+    @staticmethod
+    def get_encoder_reference_points(spatial_shapes, valid_ratios: Tensor, device) -> Tensor:
+        """mmdet's reference points (the same values) from ``cell_centres``. spatial_shapes: L (H_l, W_l);
+        valid_ratios (B, L, 2). Returns (B, sum_l H_l W_l, L, 2): normalised (x, y) of each cell centre."""
+        points = []
+        for lvl, (h, w) in enumerate(spatial_shapes):
+            ref_y, ref_x = torch.meshgrid(cell_centres(h, device), cell_centres(w, device), indexing='ij')
+            ref_y = ref_y.reshape(-1)[None] / (valid_ratios[:, None, lvl, 1] * h)
+            ref_x = ref_x.reshape(-1)[None] / (valid_ratios[:, None, lvl, 0] * w)
+            points.append(torch.stack((ref_x, ref_y), -1))
+        return torch.cat(points, 1)[:, :, None] * valid_ratios[:, None]
 
 
 class EagerCdnQueryGenerator(CdnQueryGenerator):
@@ -40,14 +75,18 @@ class EagerLossDINOHead(DINOHead):
 
 @MODELS.register_module()
 class PEDINO(DINO):
-    """mmdet's ``DINO`` with two changes that remove every graph break from its encoder and decoder
-    (and change nothing in its results: the state dict, initialisation and outputs are DINO's):
+    """mmdet's ``DINO`` with changes that remove every graph break from its encoder and decoder and
+    keep the number of graphs bounded over changing image sizes (and change nothing in its results:
+    the state dict, initialisation and outputs are DINO's):
 
     - its deformable attention modules are ``PEMultiScaleDeformableAttention`` (the
       ``mmpe::ms_deform_attn`` operator instead of mmcv's extension, which dynamo cannot trace);
     - ``spatial_shapes``, the levels' (H_l, W_l), are Python ints (mmdet: a tensor, read back with
       ``.item()`` in every layer, made by ``torch._shape_as_tensor(feat).to(device)``, which dynamo
-      cannot trace either). mmdet's encoder and ``gen_encoder_output_proposals`` take them as they are.
+      cannot trace either);
+    - the encoder's reference points and the proposals' grid are ``cell_centres`` (an ``arange``;
+      mmdet's ``linspace`` made every feature-map size a new graph), and the data preprocessor runs
+      eagerly (``EagerDetDataPreprocessor``).
 
     The parts of training that depend on the ground truth run eagerly (``torch.compiler.disable``):
     the denoising queries (``EagerCdnQueryGenerator``) and the loss (``EagerLossDINOHead``: Hungarian
@@ -59,13 +98,18 @@ class PEDINO(DINO):
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        # the same modules, with the methods that depend on the ground truth run eagerly
+        # the same modules, with the methods that depend on the ground truth or on Python-side
+        # image sizes run eagerly
         self.dn_query_generator.__class__ = EagerCdnQueryGenerator
         if type(self.bbox_head) is DINOHead:
             self.bbox_head.__class__ = EagerLossDINOHead
+        if type(self.data_preprocessor) is DetDataPreprocessor:
+            self.data_preprocessor.__class__ = EagerDetDataPreprocessor
 
     def _init_layers(self) -> None:
         super()._init_layers()
+        if type(self.encoder) is DeformableDetrTransformerEncoder:
+            self.encoder.__class__ = PEDeformableDetrTransformerEncoder
         use_deformable_attention_op(self)
 
     def pre_transformer(self, mlvl_feats: Tuple[Tensor],
@@ -104,3 +148,33 @@ class PEDINO(DINO):
         encoder_inputs_dict = dict(feat=feat_flatten, feat_mask=mask_flatten, feat_pos=lvl_pos_embed_flatten, **levels)
         decoder_inputs_dict = dict(memory_mask=mask_flatten, **levels)
         return encoder_inputs_dict, decoder_inputs_dict
+
+    def gen_encoder_output_proposals(self, memory: Tensor, memory_mask: Optional[Tensor],
+                                     spatial_shapes) -> Tuple[Tensor, Tensor]:
+        """mmdet's ``DeformableDETR.gen_encoder_output_proposals`` (the same values) with the grid from
+        ``cell_centres``. memory (B, N_v, C); memory_mask (B, N_v), True where padded, or None;
+        spatial_shapes: L (H_l, W_l). Returns the memory for the proposals (B, N_v, C) and the proposals
+        (B, N_v, 4): inverse-sigmoid (cx, cy, w, h), inf where padded or out of (0.01, 0.99)."""
+        batch_size = memory.size(0)
+        proposals, start = [], 0
+        for lvl, (h, w) in enumerate(spatial_shapes):
+            grid_y, grid_x = torch.meshgrid(cell_centres(h, memory.device), cell_centres(w, memory.device),
+                                            indexing='ij')
+            grid = torch.stack((grid_x, grid_y), -1).expand(batch_size, -1, -1, -1)  # (B, H_l, W_l, 2)
+            if memory_mask is None:
+                grid = grid / memory.new_tensor([w, h])
+            else:  # normalised by the valid part of each image
+                valid = ~memory_mask[:, start:start + h * w].view(batch_size, h, w)
+                grid = grid / torch.stack((valid[:, 0, :].sum(1), valid[:, :, 0].sum(1)), -1).view(batch_size, 1, 1, 2)
+            size = torch.full_like(grid, 0.05 * 2.0**lvl)
+            proposals.append(torch.cat((grid, size), -1).view(batch_size, -1, 4))
+            start += h * w
+        proposals = torch.cat(proposals, 1)
+        valid = ((proposals > 0.01) & (proposals < 0.99)).all(-1, keepdim=True)
+        proposals = torch.log(proposals / (1 - proposals))
+        if memory_mask is not None:
+            proposals = proposals.masked_fill(memory_mask.unsqueeze(-1), float('inf'))
+            memory = memory.masked_fill(memory_mask.unsqueeze(-1), 0.0)
+        proposals = proposals.masked_fill(~valid, float('inf'))
+        memory = self.memory_trans_norm(self.memory_trans_fc(memory.masked_fill(~valid, 0.0)))
+        return memory, proposals

@@ -8,8 +8,9 @@ decoder on the inputs they get in a training loss forward (two images of --expla
 differently): graphs and graph breaks per part; (2) the whole loss forward: graphs, breaks and where
 each break is; (3) training steps (loss forward and backward) of ``torch.compile(model)`` (inductor) at
 --sizes batches of two images of DINO's multi-scale sizes (mmpe.analysis.compilation.dino_sizes, times
---scale) with 1-9 boxes each: graphs compiled after the first batch and in all, as the backbone tool
-(compile_recompiles.py) counts them. Markdown and CSV go to --out.
+--scale) with 1-9 boxes each: graphs compiled for the first batch, for each batch and in all, and the
+last batch that compiled any, as the backbone tool (compile_recompiles.py) counts them. Markdown and
+CSV go to --out.
 """
 import argparse
 import os
@@ -75,8 +76,11 @@ def main():
         train_step = torch.compile(model.train_step, backend=args.backend)  # what the Runner's compile=True does
         start = time.perf_counter()
         counts = count_graphs(lambda batch: train_step(batch, optim_wrapper), batches)
+        new_graphs = counts.pop('new_graphs')
         size_rows.append(dict(model=name, backend=args.backend, batches=len(batches), distinct_sizes=len(set(sizes)),
-                              **counts, seconds=time.perf_counter() - start))
+                              **counts, new_graphs_per_batch=' '.join(map(str, new_graphs)),
+                              last_compiling_batch=max(i + 1 for i, n in enumerate(new_graphs) if n),
+                              seconds=time.perf_counter() - start))
         print(size_rows[-1], flush=True)
     setting = f'{args.device}, torch {torch.__version__}, training loss forward'
     write_table(part_rows, os.path.join(args.out, 'parts'), f'Graph breaks per part of DINO ({setting})')
