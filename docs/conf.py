@@ -48,7 +48,7 @@ nitpicky = True
 nitpick_ignore_regex = [
     (r'py:.*', r'(torch|mmengine|mmcv|mmdet|mmseg|timm|numpy|np|scipy|transformers|huggingface_hub|safetensors'
                r'|matplotlib|collections|typing|pathlib|os|argparse|enum|threading|contextlib|abc|subprocess'
-               r'|random|rich)(\..*)?'),
+               r'|random|rich|numbers)(\..*)?'),
 ]
 
 html_theme = 'furo'
