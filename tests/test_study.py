@@ -348,6 +348,7 @@ def test_class_iou_metric_adds_class_and_group_iou():
     """IoU.<class> and IoU.<group> (the mean over the group's classes; a class in neither prediction nor
     ground truth is skipped) against a hand count over two images; ignored pixels (255) do not count.
     background: 3 / 4, a: 4 / 6, b: 5 / 6, c: 0 / 0; aAcc 12 / 14."""
+    from mmengine.registry import DefaultScope
     from mmseg.registry import METRICS
 
     from mmpe.evaluation import ClassIoUMetric
@@ -357,7 +358,8 @@ def test_class_iou_metric_adds_class_and_group_iou():
                for rows in (slice(0, 2), slice(2, 4))]
 
     def evaluate(class_groups):
-        metric = METRICS.build(dict(type='ClassIoUMetric', class_groups=class_groups))  # as configs/study/ name it
+        with DefaultScope.overwrite_default_scope('mmseg'):  # as in a config with default_scope='mmseg'
+            metric = METRICS.build(dict(type='ClassIoUMetric', class_groups=class_groups))  # as configs/study/ name it
         assert type(metric) is ClassIoUMetric
         metric.dataset_meta = dict(classes=('background', 'a', 'b', 'c'))
         metric.process({}, samples)
