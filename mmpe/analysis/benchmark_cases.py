@@ -388,7 +388,7 @@ def count_recompiles(models: Sequence[str], *, sizes: int, out: str) -> None:
             start = time.perf_counter()
             counts = count_graphs(step, progress.track(hw_sizes))
             rows.append(dict(model=name, sizes=len(hw_sizes), distinct_sizes=len(set(hw_sizes)),
-                             graphs_compiled=counts['graphs'], graph_breaks=counts['graph_breaks'],
+                             graphs_compiled=sum(counts['new_graphs']), graph_breaks=counts['graph_breaks'],
                              seconds=time.perf_counter() - start))
             print(rows[-1], flush=True)
     report(rows, lambda row: None, 'graphs_compiled', os.path.join(out, 'recompiles'),

@@ -84,8 +84,8 @@ def explain_whole(forward: Callable[[], object]) -> dict:
 
 def count_graphs(step: Callable[[object], object], inputs: Iterable) -> dict:
     """Run ``step(x)`` (which calls a ``torch.compile``-d model) for each x of ``inputs`` after
-    ``torch._dynamo.reset()``; returns the graphs dynamo compiled for the first input (``first_graphs``),
-    for each input (``new_graphs``, a list) and in all (``graphs``), and the graph breaks it met in all."""
+    ``torch._dynamo.reset()``; returns the graphs dynamo compiled for each input (``new_graphs``, a list)
+    and the graph breaks it met in all (``graph_breaks``)."""
     torch._dynamo.reset()
     counters.clear()
     new_graphs = []
@@ -93,8 +93,7 @@ def count_graphs(step: Callable[[object], object], inputs: Iterable) -> dict:
         before = counters['stats']['unique_graphs']
         step(x)
         new_graphs.append(counters['stats']['unique_graphs'] - before)
-    return dict(first_graphs=new_graphs[0] if new_graphs else 0, new_graphs=new_graphs, graphs=sum(new_graphs),
-                graph_breaks=sum(counters['graph_break'].values()))
+    return dict(new_graphs=new_graphs, graph_breaks=sum(counters['graph_break'].values()))
 
 
 def config_model(config: str, options: Optional[dict] = None, device='cpu'):

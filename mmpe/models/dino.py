@@ -18,11 +18,13 @@ from torch import Tensor
 from .deform_attn import use_deformable_attention_op
 
 
-def cell_centres(size: int, device: torch.device) -> Tensor:
-    """(size,) float32 0.5, 1.5, ..., size - 0.5: mmdet's ``torch.linspace(0.5, size - 0.5, size)``, the same
-    values, as an ``arange``, which ``torch.compile`` keeps dynamic in ``size`` (linspace specialises on
-    its number of steps: a new graph for every feature-map size)."""
-    return torch.arange(size, dtype=torch.float32, device=device) + 0.5
+def cell_centres(h: int, w: int, device: torch.device) -> Tuple[Tensor, Tensor]:
+    """(y, x), each (h, w) float32: the centres 0.5, ..., h - 0.5 (rows) and 0.5, ..., w - 0.5 (columns) of
+    an h x w map; mmdet's ``meshgrid`` of ``torch.linspace(0.5, size - 0.5, size)``, the same values, from
+    ``arange``, which ``torch.compile`` keeps dynamic in the size (linspace specialises on its number of
+    steps: a new graph for every feature-map size)."""
+    return torch.meshgrid(torch.arange(h, dtype=torch.float32, device=device) + 0.5,
+                          torch.arange(w, dtype=torch.float32, device=device) + 0.5, indexing='ij')
 
 
 class EagerDetDataPreprocessor(DetDataPreprocessor):
@@ -45,7 +47,7 @@ class PEDeformableDetrTransformerEncoder(DeformableDetrTransformerEncoder):
         valid_ratios (B, L, 2). Returns (B, sum_l H_l W_l, L, 2): normalised (x, y) of each cell centre."""
         points = []
         for lvl, (h, w) in enumerate(spatial_shapes):
-            ref_y, ref_x = torch.meshgrid(cell_centres(h, device), cell_centres(w, device), indexing='ij')
+            ref_y, ref_x = cell_centres(h, w, device)
             ref_y = ref_y.reshape(-1)[None] / (valid_ratios[:, None, lvl, 1] * h)
             ref_x = ref_x.reshape(-1)[None] / (valid_ratios[:, None, lvl, 0] * w)
             points.append(torch.stack((ref_x, ref_y), -1))
@@ -158,14 +160,14 @@ class PEDINO(DINO):
         batch_size = memory.size(0)
         proposals, start = [], 0
         for lvl, (h, w) in enumerate(spatial_shapes):
-            grid_y, grid_x = torch.meshgrid(cell_centres(h, memory.device), cell_centres(w, memory.device),
-                                            indexing='ij')
+            grid_y, grid_x = cell_centres(h, w, memory.device)
             grid = torch.stack((grid_x, grid_y), -1).expand(batch_size, -1, -1, -1)  # (B, H_l, W_l, 2)
             if memory_mask is None:
                 grid = grid / memory.new_tensor([w, h])
             else:  # normalised by the valid part of each image
-                valid = ~memory_mask[:, start:start + h * w].view(batch_size, h, w)
-                grid = grid / torch.stack((valid[:, 0, :].sum(1), valid[:, :, 0].sum(1)), -1).view(batch_size, 1, 1, 2)
+                unpadded = ~memory_mask[:, start:start + h * w].view(batch_size, h, w)
+                valid_wh = torch.stack((unpadded[:, 0, :].sum(1), unpadded[:, :, 0].sum(1)), -1)
+                grid = grid / valid_wh.view(batch_size, 1, 1, 2)
             size = torch.full_like(grid, 0.05 * 2.0**lvl)
             proposals.append(torch.cat((grid, size), -1).view(batch_size, -1, 4))
             start += h * w

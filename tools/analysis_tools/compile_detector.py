@@ -76,9 +76,10 @@ def main():
         train_step = torch.compile(model.train_step, backend=args.backend)  # what the Runner's compile=True does
         start = time.perf_counter()
         counts = count_graphs(lambda batch: train_step(batch, optim_wrapper), batches)
-        new_graphs = counts.pop('new_graphs')
+        new_graphs = counts['new_graphs']
         size_rows.append(dict(model=name, backend=args.backend, batches=len(batches), distinct_sizes=len(set(sizes)),
-                              **counts, new_graphs_per_batch=' '.join(map(str, new_graphs)),
+                              first_graphs=new_graphs[0], graphs=sum(new_graphs), graph_breaks=counts['graph_breaks'],
+                              new_graphs_per_batch=' '.join(map(str, new_graphs)),
                               last_compiling_batch=max(i + 1 for i, n in enumerate(new_graphs) if n),
                               seconds=time.perf_counter() - start))
         print(size_rows[-1], flush=True)
