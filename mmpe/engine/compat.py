@@ -287,8 +287,36 @@ def eager_scalar_logs() -> bool:
     return True
 
 
+def finite_amx_bf16_convs() -> bool:
+    """oneDNN 3.12's AMX bfloat16 convolution (``brg_conv_fwd:avx10_1_512_amx``, torch 2.14.1 on a CPU
+    with AMX) sometimes writes NaN or garbage when the output is one column wide (output width 1: a
+    patch embedding of an input at most one patch wide, a neck conv on a 1-wide map). It depends on
+    the convolutions run before, so it comes and goes (about one call in five in
+    tests/test_compat.py's sequence). Where the CPU has AMX: a bfloat16 CPU ``nn.Conv2d`` whose
+    output is one column wide is computed again in float32 and cast back to bfloat16; every other
+    convolution is unchanged."""
+    if not (torch.backends.mkldnn.is_available() and torch.cpu._is_amx_tile_supported()):
+        return False
+    conv_forward = torch.nn.Conv2d._conv_forward
+    if getattr(conv_forward, '_mmpe_one_column_fp32', False):
+        return False
+
+    def _conv_forward(self, input: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor]):
+        out = conv_forward(self, input, weight, bias)
+        if out.shape[-1] == 1 and out.dtype == torch.bfloat16 and out.device.type == 'cpu':
+            with torch.autocast('cpu', enabled=False):
+                out = conv_forward(self, input.float(), weight.float(),
+                                   None if bias is None else bias.float()).to(torch.bfloat16)
+        return out
+
+    _conv_forward._mmpe_one_column_fp32 = True
+    torch.nn.Conv2d._conv_forward = _conv_forward
+    return True
+
+
 FIXES = (allow_mmengine_checkpoints, allow_cpu_distributed, route_deformable_attention, allow_cpu_bf16_amp,
-         weight_ignored_pixels, locate_editable_installs, compile_plain_param_groups, eager_scalar_logs)
+         weight_ignored_pixels, locate_editable_installs, compile_plain_param_groups, eager_scalar_logs,
+         finite_amx_bf16_convs)
 
 
 def apply() -> None:
