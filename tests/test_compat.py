@@ -163,6 +163,33 @@ def test_logged_scalars_compile_no_new_graphs():
     assert hub.get_scalar('train/grad_norm').data[0].tolist() == pytest.approx([x.norm().item() for x in inputs])
 
 
+def test_data_preprocessing_compiles_no_new_graphs():
+    """A compiled step that starts as a model's ``train_step`` does, with mmseg's data preprocessor
+    (device copy of the samples, padding to the crop size, normalisation): new batches of the same
+    size compile no new graph (traced, mmengine's copy of the samples guarded on their metainfo's
+    identity: a graph per batch), and the preprocessing is unchanged."""
+    from mmseg.models import SegDataPreProcessor
+
+    from mmpe.analysis.compilation import count_graphs
+    from mmpe.testing import seg_batch
+    preprocessor = SegDataPreProcessor(mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375],
+                                       bgr_to_rgb=True, size=(32, 48), pad_val=0, seg_pad_val=255)
+
+    @torch.compile(backend='eager')
+    def step(batch):
+        data = preprocessor(batch, True)
+        return data['inputs'].mean(), data['data_samples']
+
+    batches = [seg_batch([(3, 32, 40), (3, 30, 48)], seed=i) for i in range(5)]
+    counts = count_graphs(lambda batch: step(batch), batches)
+    assert counts['new_graphs'][1:] == [0, 0, 0, 0], counts
+    mean, samples = step(batches[0])
+    eager = preprocessor(batches[0], True)
+    torch.testing.assert_close(mean, eager['inputs'].mean())
+    assert [s.metainfo for s in samples] == [s.metainfo for s in eager['data_samples']]
+    assert all(torch.equal(a.gt_sem_seg.data, b.gt_sem_seg.data) for a, b in zip(samples, eager['data_samples']))
+
+
 def test_one_column_bf16_convs_finite():
     """CPU bfloat16 autocast convolutions whose output is one column wide (a patch embedding of an
     input one patch wide), run between convolutions of other shapes as a model with varied inputs
@@ -219,7 +246,7 @@ def test_fixes_in_effect_on_a_cpu_machine():
     and mmpe's editable install (tools/setup_env.sh) the one of mmengine's get_installed_path."""
     expected = ['allow_mmengine_checkpoints', 'allow_cpu_distributed', 'allow_cpu_bf16_amp', 'weight_ignored_pixels']
     expected += ['locate_editable_installs'] if mmpe_is_editable() else []
-    expected += ['compile_plain_param_groups', 'eager_scalar_logs']
+    expected += ['compile_plain_param_groups', 'eager_scalar_logs', 'eager_data_preprocessing']
     expected += ['finite_amx_bf16_convs'] if torch.cpu._is_amx_tile_supported() else []
     assert compat.APPLIED == expected
     assert compat.mmengine_checkpoints_load()
@@ -259,6 +286,8 @@ def test_no_fix_where_its_defect_is_absent():
         from mmengine.dist import utils as dist_utils
         from mmengine.logging import HistoryBuffer
         HistoryBuffer.update = torch.compiler.disable(HistoryBuffer.update)  # an mmengine whose logs are not traced
+        from mmengine.model import BaseDataPreprocessor   # ... nor its copies of the data samples
+        BaseDataPreprocessor.cast_data = torch.compiler.disable(BaseDataPreprocessor.cast_data)
         from mmengine.model import MMDistributedDataParallel
         from mmengine.optim import AmpOptimWrapper
         import torch.nn.functional as F
@@ -275,7 +304,7 @@ def test_no_fix_where_its_defect_is_absent():
         def state():
             return (dist_utils._init_dist_pytorch, MMDistributedDataParallel.__init__, AmpOptimWrapper.__init__,
                     HistoryBuffer.__getstate__, HistoryBuffer.update, msda.MultiScaleDeformableAttnFunction,
-                    torch.nn.Conv2d._conv_forward,
+                    BaseDataPreprocessor.cast_data, torch.nn.Conv2d._conv_forward,
                     cross_entropy_loss.cross_entropy,
                     package_utils.get_installed_path, Runner._maybe_compile,
                     # torch registers its own (DTensor ...) as its modules load: the others

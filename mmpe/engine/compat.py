@@ -287,6 +287,20 @@ def eager_scalar_logs() -> bool:
     return True
 
 
+def eager_data_preprocessing() -> bool:
+    """A model's ``train_step`` (what the Runner compiles with ``compile=True``) starts with its data
+    preprocessor, whose ``cast_data`` moves every data sample to the device (``BaseDataElement.to``:
+    ``new()`` deep-copies the metainfo). Dynamo traces the copy and guards on the identity of each
+    sample's metainfo values, new objects at every batch: a new graph for every batch (mmseg's UperNet,
+    mmdet's models) until the recompile limit. Where ``cast_data`` is traced: it runs eagerly
+    (``torch.compiler.disable``); eager runs do not change."""
+    from mmengine.model import BaseDataPreprocessor
+    if getattr(BaseDataPreprocessor.cast_data, '_torchdynamo_disable', False):
+        return False
+    BaseDataPreprocessor.cast_data = torch.compiler.disable(BaseDataPreprocessor.cast_data)
+    return True
+
+
 def finite_amx_bf16_convs() -> bool:
     """oneDNN 3.12's AMX bfloat16 convolution (``brg_conv_fwd:avx10_1_512_amx``, torch 2.14.1 on a CPU
     with AMX) sometimes writes NaN or garbage when the output is one column wide (output width 1: a
@@ -316,7 +330,7 @@ def finite_amx_bf16_convs() -> bool:
 
 FIXES = (allow_mmengine_checkpoints, allow_cpu_distributed, route_deformable_attention, allow_cpu_bf16_amp,
          weight_ignored_pixels, locate_editable_installs, compile_plain_param_groups, eager_scalar_logs,
-         finite_amx_bf16_convs)
+         eager_data_preprocessing, finite_amx_bf16_convs)
 
 
 def apply() -> None:

@@ -29,9 +29,9 @@ def cell_centres(h: int, w: int, device: torch.device) -> Tuple[Tensor, Tensor]:
 
 class EagerDetDataPreprocessor(DetDataPreprocessor):
     """mmdet's data preprocessor, run eagerly under ``torch.compile``. It pads a list of images of
-    different sizes into one batch, computing the padded size with numpy (``_get_pad_shape``), and
-    mmengine deep-copies each sample's metainfo: traced, it compiles a new graph for every batch (guards
-    on the sizes and on the samples' identities). Its tensor work is a normalisation and a copy."""
+    different sizes into one batch, computing the padded size with numpy (``_get_pad_shape``): traced,
+    it compiles a new graph for every new batch size (guards on the sizes). Its tensor work is a
+    normalisation and a copy."""
 
     @torch.compiler.disable
     def forward(self, data: dict, training: bool = False) -> dict:
