@@ -104,3 +104,49 @@ def test_report_adds_ratios_and_writes_table_and_plot(tmp_path, capsys):
         assert list(csv.reader(f)) == [['case', 'ms', 'ratio'], ['eager', '2.0', '1.0'], ['compiled', '1.5', '0.75'],
                                        ['other', '3.0', '']]
     assert (tmp_path / 'speed.png').read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
+
+
+def test_step_time_shares_put_time_where_it_is_spent():
+    """A step of matrix products is matmul time, a sleeping step outside any operator, a step of
+    elementwise operators other operators (compiled: inductor's kernels), mmpe's deformable attention
+    (forward and backward) its own share; the parts add up to the profiled call's wall time."""
+    import time
+
+    from mmpe.analysis.compilation import step_time_shares
+    a = torch.randn(384, 384)
+
+    def products():
+        for _ in range(20):
+            a @ a
+
+    def elementwise():
+        x = a
+        for _ in range(300):
+            x = x * 1.0001 + 0.1
+        return x  # used: the compiled step keeps the work
+
+    value = torch.randn(2, 60, 2, 16, requires_grad=True)
+    locations = torch.rand(2, 500, 2, 2, 4, 2, requires_grad=True)
+    weights = torch.rand(2, 500, 2, 2, 4, requires_grad=True)
+
+    def deformable_attention():
+        torch.ops.mmpe.ms_deform_attn(value, torch.tensor([[6, 8], [3, 4]]), torch.tensor([0, 48]), locations,
+                                      weights, 64).sum().backward()
+
+    compiled_elementwise = torch.compile(elementwise, backend='inductor')
+    compiled_elementwise.__name__ = 'compiled_elementwise'
+    shares = {}
+    for step in (products, elementwise, lambda: time.sleep(0.2), deformable_attention, compiled_elementwise):
+        step()
+        shares[step.__name__] = step_time_shares(step)
+        parts = sum(v for k, v in shares[step.__name__].items() if k != 'wall_s')
+        assert parts == pytest.approx(shares[step.__name__]['wall_s'])
+    assert shares['products']['matmul_conv_s'] > 0.8 * shares['products']['wall_s']
+    assert shares['elementwise']['other_ops_s'] > 0.5 * shares['elementwise']['wall_s']
+    assert shares['elementwise']['matmul_conv_s'] == 0
+    assert shares['<lambda>']['outside_ops_s'] >= 0.19
+    assert shares['<lambda>']['matmul_conv_s'] == shares['<lambda>']['deform_attn_s'] == 0
+    assert shares['deformable_attention']['deform_attn_s'] > 0.5 * shares['deformable_attention']['wall_s']
+    assert shares['products']['deform_attn_s'] == shares['elementwise']['compiled_kernels_s'] == 0
+    compiled = shares['compiled_elementwise']
+    assert compiled['compiled_kernels_s'] > 0.5 * compiled['wall_s'] and compiled['matmul_conv_s'] == 0

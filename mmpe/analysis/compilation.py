@@ -13,6 +13,15 @@ from .benchmark import peak_memory_mb, time_interleaved
 
 # The submodules of an mmdet detection transformer (DINO) that must compile without graph breaks.
 DETECTOR_PARTS = ('backbone', 'neck', 'encoder', 'decoder')
+# Profiler names of the operators compiling leaves to the same library kernels on CPU (inductor calls
+# them as extern kernels): matrix products, convolutions (oneDNN, also inductor's fused mkldnn:: ones)
+# and the fused attention kernel.
+MATMUL_OPS = ('aten::mm', 'aten::addmm', 'aten::bmm', 'aten::baddbmm', 'aten::_addmm_activation')
+MATMUL_NAME_PARTS = ('convolution', 'scaled_dot_product', 'flash_attention', 'mkldnn::')
+# mmpe's deformable attention operator (its forward and backward): opaque to the compiler.
+DEFORM_ATTN_OPS = ('mmpe::ms_deform_attn', 'mmpe::ms_deform_attn_backward')
+# The profiler event of a call of an inductor-compiled graph: its own time is the generated kernels'.
+COMPILED_GRAPH_EVENT = '## Call CompiledFxGraph'
 
 
 def dino_sizes(num: int, seed: int = 0) -> List[Tuple[int, int]]:
@@ -131,12 +140,13 @@ def train_step_case(config: str, image_shapes: Sequence[Tuple[int, int, int]], b
 
 def eager_vs_compiled(config: str, image_shapes: Sequence[Tuple[int, int, int]], options: Optional[dict] = None,
                       device='cpu', warmup: int = 1, repeats: int = 5, memory: bool = True,
-                      backend: str = 'inductor') -> List[dict]:
+                      backend: str = 'inductor', profile: bool = False) -> List[dict]:
     """Training steps of ``config`` eager and compiled with ``backend`` (``train_step_case``), same weights
     and batch, timed in one process (``time_interleaved``: median of ``repeats``): rows with mode, step_s,
     first_step_s (the first call; compiled: includes compilation), compile_s (first_step_s - step_s),
     and peak_mb, the peak memory of one step above what the model and optimizer hold
-    (``peak_memory_mb``: on CPU in a fresh process per mode)."""
+    (``peak_memory_mb``: on CPU in a fresh process per mode). ``profile``: also where one more step
+    of each mode spends its time (``step_time_shares``, its keys prefixed ``profiled_``)."""
     steps, first = {}, {}
     backends = {'eager': None, 'compiled': backend}
     for mode in backends:
@@ -148,8 +158,39 @@ def eager_vs_compiled(config: str, image_shapes: Sequence[Tuple[int, int, int]],
     rows = []
     for mode, seconds in medians.items():
         row = dict(mode=mode, step_s=seconds, first_step_s=first[mode], compile_s=first[mode] - seconds)
+        if profile:
+            row.update({f'profiled_{key}': value for key, value in step_time_shares(steps[mode]).items()})
         if memory:
             row['peak_mb'] = peak_memory_mb(device, train_step_case, config, image_shapes, backends[mode], options,
                                             device)
         rows.append(row)
     return rows
+
+
+def is_matmul_or_conv(name: str) -> bool:
+    """Whether a profiler event ``name`` is a matrix product, convolution or fused attention kernel."""
+    return name in MATMUL_OPS or any(part in name for part in MATMUL_NAME_PARTS)
+
+
+def step_time_shares(step: Callable[[], object]) -> Dict[str, float]:
+    """Where one call of ``step()`` spends its wall time, in seconds (torch.profiler, CPU):
+    matmul_conv_s (operators' own time in matrix products, convolutions and fused attention:
+    ``is_matmul_or_conv``, the library kernels compiling calls as eager does), deform_attn_s (mmpe's
+    deformable attention operator, forward and backward, all inside it), compiled_kernels_s (the code
+    inductor generated: its compiled graphs' own time), other_ops_s (every other operator's own time:
+    elementwise, reductions, copies, indexing) and outside_ops_s (wall time no operator covers: Python,
+    numpy / scipy, the profiler's own overhead); they add up to wall_s, the profiled call's time."""
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        start = time.perf_counter()
+        step()
+        wall = time.perf_counter() - start
+    events = prof.key_averages()
+    ops = sum(e.self_cpu_time_total for e in events) / 1e6
+    shares = dict(wall_s=wall,
+                  matmul_conv_s=sum(e.self_cpu_time_total for e in events if is_matmul_or_conv(e.key)) / 1e6,
+                  deform_attn_s=sum(e.cpu_time_total for e in events if e.key in DEFORM_ATTN_OPS) / 1e6,
+                  compiled_kernels_s=sum(e.self_cpu_time_total for e in events
+                                         if e.key.startswith(COMPILED_GRAPH_EVENT)) / 1e6)
+    shares['other_ops_s'] = ops - shares['matmul_conv_s'] - shares['deform_attn_s'] - shares['compiled_kernels_s']
+    shares['outside_ops_s'] = wall - ops
+    return shares

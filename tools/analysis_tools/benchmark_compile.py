@@ -11,6 +11,9 @@ is ``model.train_step(batch, optim_wrapper)``: preprocessing, loss forward, back
 optimizer step. Warm-up calls, then --repeats interleaved timed steps per mode (median); compile_s is
 the first compiled step minus the median compiled step. Peak memory: the high-water mark of one step
 above the memory held before it, in a fresh process per mode (CPU), or max_memory_allocated (CUDA).
+With --profile, one more step per mode under torch.profiler splits its wall time into matrix products and
+convolutions (the library kernels compiling cannot speed up), mmpe's deformable attention operator, other
+operators (what inductor fuses) and time outside any operator (Python, scipy's matching).
 One table per model (markdown, CSV, PNG) in --out-dir, ratio to eager beside every figure.
 """
 import argparse
@@ -43,6 +46,9 @@ def parse_args():
     parser.add_argument('--device', default='cpu')
     parser.add_argument('--threads', type=int, default=None, help='torch CPU threads (default: torch default)')
     parser.add_argument('--no-memory', action='store_true', help='skip the peak-memory processes')
+    parser.add_argument('--profile', action='store_true',
+                        help='profile one more step per mode: time in matmuls/convolutions, deformable attention, '
+                             'other operators and outside operators (columns profiled_*)')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction, default={},
                         help='overrides merged into every config (e.g. a smaller model for a quick check)')
     parser.add_argument('--out-dir', default='work_dirs/benchmark_compile')
@@ -62,7 +68,7 @@ def main():
         images = ' + '.join(f'{h}x{w}' for h, w in sizes)
         rows = [dict(model=name, images=images, **row) for row in eager_vs_compiled(
             MODELS[name], [(3, *size) for size in sizes], options, args.device, args.warmup, args.repeats,
-            memory=not args.no_memory, backend=args.backend)]
+            memory=not args.no_memory, backend=args.backend, profile=args.profile)]
         if not args.no_memory:
             for row in rows:
                 row['peak_vs_eager'] = round(row['peak_mb'] / rows[0]['peak_mb'], 3)
