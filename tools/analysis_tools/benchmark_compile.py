@@ -12,8 +12,9 @@ optimizer step. Warm-up calls, then --repeats interleaved timed steps per mode (
 the first compiled step minus the median compiled step. Peak memory: the high-water mark of one step
 above the memory held before it, in a fresh process per mode (CPU), or max_memory_allocated (CUDA).
 With --profile, one more step per mode under torch.profiler splits its wall time into matrix products and
-convolutions (the library kernels compiling cannot speed up), mmpe's deformable attention operator, other
-operators (what inductor fuses) and time outside any operator (Python, scipy's matching).
+convolutions (the library kernels compiling cannot speed up), mmpe's deformable attention operator, the
+code inductor generated, other operators and time outside any operator (Python, scipy's matching):
+mmpe.analysis.compilation.step_time_shares.
 One table per model (markdown, CSV, PNG) in --out-dir, ratio to eager beside every figure.
 """
 import argparse
@@ -48,7 +49,7 @@ def parse_args():
     parser.add_argument('--no-memory', action='store_true', help='skip the peak-memory processes')
     parser.add_argument('--profile', action='store_true',
                         help='profile one more step per mode: time in matmuls/convolutions, deformable attention, '
-                             'other operators and outside operators (columns profiled_*)')
+                             "inductor's generated code, other operators and outside operators (columns profiled_*)")
     parser.add_argument('--cfg-options', nargs='+', action=DictAction, default={},
                         help='overrides merged into every config (e.g. a smaller model for a quick check)')
     parser.add_argument('--out-dir', default='work_dirs/benchmark_compile')
